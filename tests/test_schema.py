@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+import neuroalrnn
+from neuroalrnn.schema import from_arrays, to_arrays, trial_lengths, validate
+
+
+def ragged_dataset():
+    rng = np.random.default_rng(1)
+    activity = [rng.normal(size=(n, 3)) for n in (5, 3, 4)]
+    inputs = [rng.normal(size=(n, 2)) for n in (5, 3, 4)]
+    return from_arrays(activity=activity, inputs=inputs, dt=0.02, align_event="stim_on", t_start=-0.04,
+                       trial_coords={"context": ["motion", "color", "motion"], "rt": [0.3, 0.25, 0.4]},
+                       unit={"unit": ["a", "b", "c"], "area": ["PFC", "PFC", "FEF"]},
+                       input_names=["motion", "color"], attrs={"source": "test"})
+
+
+def test_ragged_trials_are_nan_padded_with_mask_from_lengths():
+    ds = ragged_dataset()
+    assert ds.sizes == {"trial": 3, "time": 5, "unit": 3, "input": 2}
+    assert trial_lengths(ds).values.tolist() == [5, 3, 4]
+    assert ds["mask"].values[1].tolist() == [True, True, True, False, False]
+    assert np.isnan(ds["activity"].values[1, 3:]).all()
+    np.testing.assert_allclose(ds["time"].values, [-0.04, -0.02, 0.0, 0.02, 0.04], atol=1e-12)
+    assert ds["area"].dims == ("unit",)
+    assert ds["context"].values.tolist() == ["motion", "color", "motion"]
+
+
+def test_dense_arrays_with_lengths_and_roundtrip_to_arrays():
+    values = np.arange(24, dtype=float).reshape(2, 4, 3)
+    ds = from_arrays(activity=values, lengths=[4, 2])
+    arrays = to_arrays(ds, fill_value=0.0)
+    assert arrays["lengths"].tolist() == [4, 2]
+    np.testing.assert_array_equal(arrays["activity"][0], values[0])
+    np.testing.assert_array_equal(arrays["activity"][1, 2:], 0.0)
+    assert not np.shares_memory(values, ds["activity"].values)  # input untouched
+    np.testing.assert_array_equal(values, np.arange(24, dtype=float).reshape(2, 4, 3))
+
+
+def test_behaviour_only_dataset():
+    ds = from_arrays(trial_coords={"choice": [1, -1, 1], "contrast": [0.5, 0.0, 1.0]})
+    assert set(ds.dims) == {"trial"}
+    assert validate(ds) is ds
+
+
+def test_netcdf_roundtrip_loses_nothing(tmp_path):
+    ds = ragged_dataset()
+    path = tmp_path / "ds.nc"
+    ds.to_netcdf(path)
+    back = neuroalrnn.load(path)
+    xr.testing.assert_identical(back, ds)
+    assert back["mask"].dtype == bool
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda ds: ds.drop_vars("mask"), "mask"),
+    (lambda ds: ds.assign(mask=ds["mask"].astype(int)), "mask"),
+    (lambda ds: ds.assign(activity=ds["activity"].transpose("trial", "unit", "time")), "activity"),
+    (lambda ds: ds.rename_dims(trial="trials"), "trial"),
+    (lambda ds: ds.assign_attrs(dt=-1.0), "dt"),
+    (lambda ds: ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds.assign_attrs(dt=None), "dt"),
+    (lambda ds: ds.assign_attrs(align_event=3), "align_event"),
+    (lambda ds: ds.assign_attrs(meta={"a": 1}), "meta"),
+    (lambda ds: ds.assign_coords(time=ds["time"] * 2), "time"),
+])
+def test_validate_names_the_field(mutate, field):
+    with pytest.raises((ValueError, TypeError), match=field):
+        validate(mutate(ragged_dataset()))
+
+
+def test_nan_inside_mask_and_values_outside_mask_are_rejected():
+    ds = ragged_dataset()
+    bad = ds.copy(deep=True)
+    bad["activity"].values[0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"activity: NaN or inf inside the mask .*unit 'c'"):
+        validate(bad)
+    bad = ds.copy(deep=True)
+    bad["activity"].values[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="activity"):
+        validate(bad)
+    bad = ds.copy(deep=True)
+    bad["inputs"].values[1, 4, 0] = 0.0
+    with pytest.raises(ValueError, match="inputs: expected NaN outside the mask"):
+        validate(bad)
+
+
+def test_from_arrays_bad_input():
+    with pytest.raises(ValueError, match="activity: expected a .trial, time, feature. array"):
+        from_arrays(activity=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="trial_coords\\['context'\\]"):
+        from_arrays(activity=np.zeros((2, 3, 1)), trial_coords={"context": ["a"]})
+    with pytest.raises(ValueError, match="lengths"):
+        from_arrays(activity=np.zeros((2, 3, 1)), lengths=[3, 4])
+    with pytest.raises(ValueError, match="inputs: shape"):
+        from_arrays(activity=np.zeros((2, 3, 1)), inputs=np.zeros((2, 4, 1)))
+    with pytest.raises(ValueError, match="feature counts"):
+        from_arrays(activity=[np.zeros((2, 1)), np.zeros((2, 2))])
+    with pytest.raises(ValueError, match="mask: trial"):
+        validate(from_arrays(activity=np.zeros((2, 3, 1))).assign(mask=(("trial", "time"), np.zeros((2, 3), bool))))
+    with pytest.raises(TypeError, match="xarray.Dataset"):
+        validate(np.zeros(3))
