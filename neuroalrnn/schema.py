@@ -101,7 +101,7 @@ def _check_mask(ds):
         raise ValueError(f"mask: expected dtype bool, got {mask.dtype}")
     empty = ~mask.values.any(axis=1)
     if empty.any():
-        raise ValueError(f"mask: trial {ds['trial'].values[np.argmax(empty)]!r} has no valid time step")
+        raise ValueError(f"mask: trial {_label(ds['trial'].values[np.argmax(empty)])!r} has no valid time step")
     return mask.values
 
 
@@ -118,13 +118,18 @@ def _check_signal(ds, name, mask):
     bad = mask[:, :, None] & ~valid
     if bad.any():
         trial, step, feat = np.argwhere(bad)[0]
-        raise ValueError(f"{name}: NaN or inf inside the mask (trial {ds['trial'].values[trial]!r}, "
-                         f"time index {step}, {feature} {ds[feature].values[feat]!r})")
+        raise ValueError(f"{name}: NaN or inf inside the mask (trial {_label(ds['trial'].values[trial])!r}, "
+                         f"time index {step}, {feature} {_label(ds[feature].values[feat])!r})")
     padded = ~mask[:, :, None] & ~np.isnan(values)
     if padded.any():
         trial, step, _ = np.argwhere(padded)[0]
-        raise ValueError(f"{name}: expected NaN outside the mask (trial {ds['trial'].values[trial]!r}, "
+        raise ValueError(f"{name}: expected NaN outside the mask (trial {_label(ds['trial'].values[trial])!r}, "
                          f"time index {step})")
+
+
+def _label(value):
+    """A numpy scalar as a plain Python value, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_attr(key, value):
