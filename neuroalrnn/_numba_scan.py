@@ -1,0 +1,146 @@
+"""Fused CPU backend of :func:`neuroalrnn.recurrence.alrnn_scan`: numba forward and adjoint.
+
+The time loop runs in compiled code on time-major buffers; each step is one small GEMM
+(``phi(prev) @ W.T``) plus fused elementwise work. The backward pass is a hand-written
+reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory is
+O(B T M) and time O(T), with ``dW`` formed as one GEMM over all steps at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+
+@njit(cache=True, fastmath=False)
+def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
+    T, B, M = drive.shape
+    N = force.shape[2]
+    out = np.empty((T, B, M), dtype=drive.dtype)
+    prev = z0.copy()
+    phi = np.empty((B, M), dtype=drive.dtype)
+    tmp = np.empty((B, M), dtype=drive.dtype)
+    for t in range(T):
+        if has_force:
+            for b in range(B):
+                a = alpha[t, b]
+                if a != 0:
+                    for i in range(N):
+                        prev[b, i] = (1 - a) * prev[b, i] + a * force[t, b, i]
+        for b in range(B):
+            for i in range(n_lin):
+                phi[b, i] = prev[b, i]
+            for i in range(n_lin, M):
+                v = prev[b, i]
+                phi[b, i] = v if v > 0 else 0
+        np.dot(phi, WT, tmp)
+        for b in range(B):
+            for i in range(M):
+                v = A[i] * prev[b, i] + tmp[b, i] + drive[t, b, i]
+                out[t, b, i] = v
+                prev[b, i] = v
+    return out
+
+
+@njit(cache=True, fastmath=False)
+def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
+    T, B, M = out.shape
+    N = force.shape[2]
+    dt = out.dtype
+    lam = np.empty((T, B, M), dtype=dt)    # dL/dz_t in total = grad of drive
+    phis = np.empty((T, B, M), dtype=dt)   # phi(prev_t), for dW
+    dforce = np.zeros((T, B, N), dtype=dt)
+    dalpha = np.zeros((T, B), dtype=dt)
+    dA = np.zeros(M, dtype=dt)
+    carry = np.zeros((B, M), dtype=dt)     # dL/dz_{t} arriving from step t+1
+    prev = np.empty((B, M), dtype=dt)
+    tmp = np.empty((B, M), dtype=dt)
+    for t in range(T - 1, -1, -1):
+        lt = lam[t]
+        for b in range(B):
+            for i in range(M):
+                lt[b, i] = gout[t, b, i] + carry[b, i]
+        # recompute prev_t (forced)
+        for b in range(B):
+            for i in range(M):
+                prev[b, i] = z0[b, i] if t == 0 else out[t - 1, b, i]
+        if has_force:
+            for b in range(B):
+                a = alpha[t, b]
+                if a != 0:
+                    for i in range(N):
+                        prev[b, i] = (1 - a) * prev[b, i] + a * force[t, b, i]
+        ph = phis[t]
+        for b in range(B):
+            for i in range(n_lin):
+                ph[b, i] = prev[b, i]
+            for i in range(n_lin, M):
+                v = prev[b, i]
+                ph[b, i] = v if v > 0 else 0
+        np.dot(lt, W, tmp)  # (W^T lam) per trial
+        for b in range(B):
+            for i in range(M):
+                dA[i] += lt[b, i] * prev[b, i]
+                g = tmp[b, i]
+                if i >= n_lin and prev[b, i] <= 0:
+                    g = 0
+                carry[b, i] = A[i] * lt[b, i] + g   # dL/dprev_t
+        if has_force:
+            for b in range(B):
+                a = alpha[t, b]
+                for i in range(N):
+                    dp = carry[b, i]
+                    raw = z0[b, i] if t == 0 else out[t - 1, b, i]
+                    dforce[t, b, i] = a * dp
+                    dalpha[t, b] += dp * (force[t, b, i] - raw)
+                    carry[b, i] = (1 - a) * dp
+    dW = np.dot(lam.reshape((T * B, M)).T.copy(), phis.reshape((T * B, M)))
+    return carry, lam, dA, dW, dforce, dalpha
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().numpy())
+
+
+class _NumbaScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z0, drive, A, W, force, alpha, n_relu):
+        M = A.shape[0]
+        n_lin = M - n_relu
+        has_force = force is not None
+        B, T = drive.shape[:2]
+        f = _np(force.transpose(0, 1)) if has_force else np.zeros((T, B, 0), dtype=_np(A).dtype)
+        a = _np(alpha.transpose(0, 1)) if has_force else np.zeros((T, B), dtype=f.dtype)
+        out = _forward(_np(z0), _np(drive.transpose(0, 1)), _np(A), _np(W.T), n_lin, f, a, has_force)
+        ctx.n_lin, ctx.has_force = n_lin, has_force
+        ctx.arrays = (f, a)
+        states_tm = torch.from_numpy(out)
+        ctx.save_for_backward(z0, A, W, states_tm)
+        return states_tm.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z0, A, W, states_tm = ctx.saved_tensors
+        f, a = ctx.arrays
+        dz0, lam, dA, dW, dforce, dalpha = _backward(
+            _np(grad.transpose(0, 1)), _np(z0), states_tm.numpy(), _np(A), _np(W), ctx.n_lin, f, a,
+            ctx.has_force)
+        need = ctx.needs_input_grad
+        t = torch.from_numpy
+        return (t(dz0) if need[0] else None,
+                t(lam).transpose(0, 1) if need[1] else None,
+                t(dA) if need[2] else None,
+                t(dW) if need[3] else None,
+                t(dforce).transpose(0, 1) if (ctx.has_force and need[4]) else None,
+                t(dalpha).transpose(0, 1) if (ctx.has_force and need[5]) else None,
+                None)
+
+
+def numba_scan(z0, drive, A, W, n_relu, force=None, alpha_bt=None):
+    """Fused-loop scan (CPU, float32/float64); ``alpha_bt`` already broadcast to (B, T)."""
+    if drive.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"drive: the numba backend needs float32 or float64, got {drive.dtype}")
+    if force is None:
+        return _NumbaScan.apply(z0, drive, A, W, None, None, n_relu)
+    return _NumbaScan.apply(z0, drive, A, W, force, alpha_bt, n_relu)
