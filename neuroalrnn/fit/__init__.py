@@ -1,0 +1,14 @@
+"""Training: a generic resumable trainer and task fitting on TrialDatasets."""
+
+from neuroalrnn.fit.trainer import NonFiniteLossError, TrainResult, train
+
+__all__ = ["train", "TrainResult", "NonFiniteLossError", "fit_task", "task_accuracy", "task_outputs",
+           "model_choices"]
+
+
+def __getattr__(name):
+    if name in ("fit_task", "task_accuracy", "task_outputs", "model_choices", "masked_loss"):
+        from neuroalrnn.fit import task
+
+        return getattr(task, name)
+    raise AttributeError(f"module 'neuroalrnn.fit' has no attribute {name!r}")
