@@ -1,0 +1,328 @@
+"""NWB files (pynwb) -> trial-aligned TrialDataset.
+
+Reads the ``trials`` table (start/stop times and condition columns become
+trial coords), the ``units`` table (spike times binned around a trial event
+with :func:`neuroalrnn.preprocess.bin_spike_times`; unit columns such as the
+electrode group and its location become coords on ``unit``) and TimeSeries from
+``acquisition`` and processing modules (averaged onto the same bins).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from neuroalrnn.io._sniff import FORMATS, sniff
+from neuroalrnn.schema import from_arrays
+
+_SKIP_UNIT_COLUMNS = {"spike_times", "obs_intervals", "electrodes", "waveform_mean", "waveform_sd",
+                      "waveforms", "spike_amplitudes"}
+_SKIP_SERIES = ("ElectricalSeries", "ImageSeries", "TwoPhotonSeries", "OnePhotonSeries")
+
+
+def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
+             window: tuple[float, float] | None = None, bin_size: float = 0.01,
+             stop_event: str | None = "stop_time", output: str = "counts",
+             activity: str | Sequence[str] = "units", inputs: Sequence[str] = (),
+             behavior: Sequence[str] | None = None) -> xr.Dataset:
+    """Read an NWB file into a TrialDataset aligned to a trial event.
+
+    Parameters
+    ----------
+    path : str or path-like
+    align_event : str
+        Column of the ``trials`` table whose times mark time 0 (e.g.
+        ``'stim_on_time'``; default the trial start).
+    window : (t0, t1), optional
+        Window (s) relative to the event; default ``(0, longest trial)``
+        measured from the event to ``stop_event``, rounded up to whole bins.
+    bin_size : float
+        Bin width (s); becomes ``attrs['dt']``.
+    stop_event : str or None
+        Column of trial end times: bins ending after it are outside ``mask``
+        (NaN). ``None`` keeps the whole window for every trial.
+    output : {'counts', 'rates'}
+        Spike counts per bin, or spikes/s.
+    activity : 'units' or sequence of str
+        ``'units'`` bins the units table; a list of TimeSeries names uses them instead.
+    inputs : sequence of str
+        TimeSeries that become ``inputs`` (e.g. a stimulus trace).
+    behavior : sequence of str, optional
+        TimeSeries kept as a ``behavior`` (trial, time, behavior_channel)
+        variable; default: every other non-imaging, non-electrical series.
+
+    Returns
+    -------
+    xarray.Dataset
+        TrialDataset; trial labels are the NWB trial ids and unit labels the unit ids.
+
+    Notes
+    -----
+    A TimeSeries is averaged over the samples inside each bin; a bin holding no
+    sample gets the linear interpolation at its centre. Events outside the
+    recording (the span of the spike times and series), trials whose stop
+    precedes their start, negative or unsorted spike times and series whose
+    samples do not cover a trial's window raise a ``ValueError``.
+
+    Examples
+    --------
+    >>> ds = read_nwb("session.nwb", align_event="stim_on_time",
+    ...               window=(-0.5, 1.0), bin_size=0.02)  # doctest: +SKIP
+    """
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    kind = sniff(path)
+    if kind != "nwb":
+        raise ValueError(f"{path}: expected {FORMATS['nwb']}, but the file is {FORMATS[kind]}")
+    if output not in ("counts", "rates"):
+        raise ValueError(f"output: expected 'counts' or 'rates', got {output!r}")
+    try:
+        with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
+            nwb = io.read()
+            contents = _read_contents(nwb, path)
+    except (OSError, KeyError) as err:
+        raise ValueError(f"{path}: expected {FORMATS['nwb']}, but it cannot be read "
+                         f"(truncated or corrupt?): {type(err).__name__}: {err}") from None
+    return _build(contents, path, align_event, window, bin_size, stop_event, output, activity,
+                  list(inputs), behavior)
+
+
+# ------------------------------------------------------------- reading (file open)
+
+def _read_contents(nwb, path):
+    if nwb.trials is None:
+        raise ValueError(f"{path}: no 'trials' table; expected one with start_time/stop_time per trial")
+    trials = {"id": np.asarray(nwb.trials.id[:])}
+    for name in nwb.trials.colnames:
+        values = _scalar_column(nwb.trials, name)
+        if values is not None:
+            trials[name] = values
+    units = None
+    if nwb.units is not None and len(nwb.units) > 0:
+        ids = np.asarray(nwb.units.id[:])
+        spikes = [np.asarray(nwb.units["spike_times"][i], dtype=float) for i in range(len(ids))]
+        meta = {}
+        for name in nwb.units.colnames:
+            if name in _SKIP_UNIT_COLUMNS:
+                continue
+            if name == "electrode_group":
+                groups = nwb.units["electrode_group"][:]
+                meta["electrode_group"] = np.array([g.name for g in groups], dtype=str)
+                meta.setdefault("location", np.array([g.location for g in groups], dtype=str))
+                continue
+            values = _scalar_column(nwb.units, name)
+            if values is not None:
+                meta[name] = values
+        units = {"id": ids, "spikes": spikes, "meta": meta}
+    series = {}
+    for where, obj in _all_series(nwb):
+        if type(obj).__name__ in _SKIP_SERIES:
+            continue
+        data = np.asarray(obj.data[:], dtype=float) * obj.conversion + getattr(obj, "offset", 0.0)
+        if obj.timestamps is not None:
+            times = np.asarray(obj.timestamps[:], dtype=float)
+        else:
+            times = obj.starting_time + np.arange(len(data)) / obj.rate
+        name = obj.name if obj.name not in series else where
+        series[name] = {"times": times, "data": data.reshape(len(data), -1), "unit": str(obj.unit)}
+    return {"trials": trials, "units": units, "series": series,
+            "identifier": str(nwb.identifier), "session_id": str(nwb.session_id or "")}
+
+
+def _scalar_column(table, name):
+    from hdmf.common import VectorIndex
+
+    column = table[name]
+    if isinstance(column, VectorIndex) or name in ("timeseries", "tags"):
+        return None  # ragged columns have no single value per row
+    values = np.asarray(column.data[:])
+    if values.ndim != 1:
+        return None
+    if values.dtype.kind == "S" or (values.dtype == object and all(isinstance(v, bytes) for v in values)):
+        return np.array([v.decode() for v in values], dtype=str)
+    if values.dtype == object:
+        if all(isinstance(v, str) for v in values):
+            return values.astype(str)
+        return None
+    return values
+
+
+def _all_series(nwb):
+    from pynwb import TimeSeries
+
+    for name, obj in nwb.acquisition.items():
+        yield from _unpack(f"acquisition/{name}", obj, TimeSeries)
+    for mod_name, module in nwb.processing.items():
+        for name, obj in module.data_interfaces.items():
+            yield from _unpack(f"{mod_name}/{name}", obj, TimeSeries)
+
+
+def _unpack(where, obj, TimeSeries):
+    if isinstance(obj, TimeSeries):
+        yield where, obj
+        return
+    for attr in ("time_series", "spatial_series"):  # BehavioralTimeSeries, Position, ...
+        inner = getattr(obj, attr, None)
+        if isinstance(inner, dict):
+            for name, ts in inner.items():
+                yield f"{where}/{name}", ts
+
+
+# ------------------------------------------------------------ building (file closed)
+
+def _build(contents, path, align_event, window, bin_size, stop_event, output, activity, inputs, behavior):
+    trials, units, series = contents["trials"], contents["units"], contents["series"]
+    ids = trials["id"]
+    start, stop = trials["start_time"].astype(float), trials["stop_time"].astype(float)
+    bad = stop < start
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"trials: trial {ids[i]} has stop_time {stop[i]} s before its start_time {start[i]} s")
+    for event in (align_event, stop_event):
+        if event is not None and event not in trials:
+            raise ValueError(f"{event!r}: not a column of the trials table; expected one of "
+                             f"{sorted(k for k in trials if k != 'id')}")
+    align = trials[align_event].astype(float)
+    if not np.isfinite(align).all():
+        i = int(np.argmax(~np.isfinite(align)))
+        raise ValueError(f"{align_event}: trial {ids[i]} has no event time ({align[i]})")
+    end = None if stop_event is None else trials[stop_event].astype(float)
+    _check_extent(align, ids, align_event, units, series)
+    if isinstance(bin_size, (bool, np.bool_)) or not isinstance(bin_size, (int, float, np.integer, np.floating)) \
+            or not bin_size > 0:
+        raise ValueError(f"bin_size: expected a positive number of seconds, got {bin_size!r}")
+    if window is None:
+        if end is None:
+            raise ValueError("window: needed when stop_event is None")
+        longest = float(np.max(end - align))
+        window = (0.0, np.ceil(longest / bin_size - 1e-9) * bin_size)
+    t0, t1 = (float(v) for v in window)
+    n_bins = int(np.floor((t1 - t0) / bin_size + 1e-9))
+    if n_bins < 1:
+        raise ValueError(f"window: ({t0}, {t1}) is shorter than one bin of {bin_size} s")
+    starts = t0 + bin_size * np.arange(n_bins)
+    lengths = np.full(len(ids), n_bins)
+    if end is not None:
+        lengths = (align[:, None] + starts[None, :] + bin_size <= end[:, None] + 1e-9 * bin_size).sum(1)
+        if (lengths < 1).any():
+            i = int(np.argmin(lengths))
+            raise ValueError(f"{stop_event}: trial {ids[i]} ends at {end[i]} s, before the first bin "
+                             f"of its window ends ({align[i] + t0 + bin_size} s)")
+    edges = align[:, None] + t0 + bin_size * np.arange(n_bins + 1)[None, :]
+    signals, names = {}, {}
+    unit_coords = None
+    if activity == "units":
+        if units is None:
+            raise ValueError(f"{path}: no units table; pass activity=[TimeSeries names] to use series instead")
+        signals["activity"] = _bin_units(units, align, (t0, t1), bin_size, output)
+        unit_coords = {"unit": units["id"], **units["meta"]}
+    elif activity:
+        signals["activity"], names["activity"] = _series_block(series, list(activity), edges, lengths, "activity")
+        unit_coords = names["activity"]
+    if inputs:
+        signals["inputs"], names["inputs"] = _series_block(series, inputs, edges, lengths, "inputs")
+    used = set(inputs) | (set(activity) if activity != "units" else set())
+    if behavior is None:
+        behavior = [name for name in series if name not in used]
+    behavior_block = None
+    if behavior:
+        behavior_block = _series_block(series, list(behavior), edges, lengths, "behavior")
+    if not signals:
+        raise ValueError(f"{path}: nothing to put in the dataset (no units, no activity or inputs series)")
+    coords = {k: v for k, v in trials.items() if k != "id"}
+    attrs = {"source": path.name, "source_format": "NWB", "identifier": contents["identifier"],
+             "activity_units": ("spikes/s" if output == "rates" else "spikes/bin") if activity == "units"
+             else "; ".join(series[n]["unit"] for n in activity), "bin_size": float(bin_size)}
+    if contents["session_id"]:
+        attrs["session_id"] = contents["session_id"]
+    ds = from_arrays(**signals, dt=float(bin_size), lengths=lengths, align_event=align_event,
+                     t_start=float(starts[0]), trial=ids, trial_coords=coords, unit=unit_coords,
+                     input_names=names.get("inputs"), attrs=attrs)
+    if behavior_block is not None:
+        values, labels = behavior_block
+        values = np.where(ds["mask"].values[:, :, None], values, np.nan)
+        ds = ds.assign_coords(behavior_channel=labels).assign(
+            behavior=(("trial", "time", "behavior_channel"), values))
+    return ds
+
+
+def _check_extent(align, ids, align_event, units, series):
+    lows, highs = [], []
+    if units is not None:
+        for uid, s in zip(units["id"], units["spikes"]):
+            if s.size:
+                if not np.isfinite(s).all():
+                    raise ValueError(f"units: unit {uid} has NaN or inf spike times")
+                if s[0] < 0 or s.min() < 0:
+                    raise ValueError(f"units: unit {uid} has a negative spike time {s.min()} s "
+                                     "(expected times >= 0 from the session start)")
+                if (np.diff(s) < 0).any():
+                    k = int(np.argmax(np.diff(s) < 0))
+                    raise ValueError(f"units: unit {uid} spike times are not sorted ascending "
+                                     f"(index {k + 1}: {s[k + 1]} < {s[k]})")
+                lows.append(s[0]), highs.append(s[-1])
+    for name, ts in series.items():
+        t = ts["times"]
+        if t.size:
+            if (np.diff(t) < 0).any() or not np.isfinite(t).all():
+                raise ValueError(f"{name}: timestamps are not finite and sorted ascending")
+            lows.append(t[0]), highs.append(t[-1])
+    if not lows:
+        return
+    lo, hi = min(lows), max(highs)
+    out = (align < lo) | (align > hi)
+    if out.any():
+        i = int(np.argmax(out))
+        raise ValueError(f"{align_event}: trial {ids[i]} at {align[i]} s lies outside the recording "
+                         f"({lo} s to {hi} s, the span of the spike times and time series)")
+
+
+def _bin_units(units, align, window, bin_size, output):
+    from neuroalrnn.preprocess import bin_spike_times
+
+    counts, _ = bin_spike_times(units["spikes"], align, window, bin_size)
+    return counts / bin_size if output == "rates" else counts
+
+
+def _series_block(series, wanted, edges, lengths, role):
+    blocks, labels = [], []
+    for name in wanted:
+        if name not in series:
+            raise ValueError(f"{role}: no TimeSeries named {name!r}; the file has {sorted(series)}")
+        ts = series[name]
+        blocks.append(_resample(name, ts["times"], ts["data"], edges, lengths))
+        k = ts["data"].shape[1]
+        labels += [name] if k == 1 else [f"{name}_{j}" for j in range(k)]
+    return np.concatenate(blocks, axis=2), np.array(labels, dtype=str)
+
+
+def _resample(name, times, data, edges, lengths):
+    """Mean of the samples in each bin; empty bins get the interpolation at their centre."""
+    n_trials, n_edges = edges.shape
+    if times.size < 2:
+        raise ValueError(f"{name}: needs at least 2 samples to resample, has {times.size}")
+    half = 0.5 * np.median(np.diff(times)) if times.size > 1 else 0.0
+    valid_end = edges[np.arange(n_trials), lengths]
+    early = edges[:, 0] < times[0] - half
+    late = valid_end > times[-1] + half
+    if (early | late).any():
+        i = int(np.argmax(early | late))
+        raise ValueError(f"{name}: samples cover {times[0]} s to {times[-1]} s, but trial {i}'s window "
+                         f"needs {edges[i, 0]} s to {valid_end[i]} s (event outside this recording)")
+    idx = np.searchsorted(times, edges.ravel(), side="left").reshape(edges.shape)
+    csum = np.vstack([np.zeros((1, data.shape[1])), np.cumsum(data, axis=0)])
+    sums = csum[idx[:, 1:]] - csum[idx[:, :-1]]
+    counts = (idx[:, 1:] - idx[:, :-1])[:, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts
+    centres = 0.5 * (edges[:, 1:] + edges[:, :-1])
+    empty = counts[:, :, 0] == 0
+    if empty.any():
+        for c in range(data.shape[1]):
+            out[:, :, c][empty] = np.interp(centres[empty], times, data[:, c])
+    return out
