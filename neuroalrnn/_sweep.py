@@ -1,0 +1,243 @@
+"""The sweep engine: run one function call per task, locally or on Dask, with a result store.
+
+A *task* is a small JSON-serialisable dict with a unique ``"key"``; ``fn(task, shared)``
+returns a JSON-serialisable dict of results. ``shared`` is one (possibly large) object
+every call reads, e.g. the dataset; on Dask it is scattered to the workers once.
+
+With a ``results_dir``, each finished task is written as it arrives to
+``<results_dir>/<key>.json`` (atomically), holding the task and its result. A rerun
+reads those files and only computes the tasks that are missing (or whose stored task
+differs), so an interrupted sweep resumes where it stopped. Only JSON is read back:
+nothing is unpickled.
+
+Worker death on Dask is handled by the scheduler, which reschedules the tasks a dead
+worker held (``distributed.scheduler.allowed-failures`` times).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .utils import atomic_write
+
+CONNECT_TIMEOUT = 5.0  # seconds to wait for a scheduler address to answer
+_FORMAT = "neuroalrnn.sweep/1"
+
+
+def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared: Any = None,
+              scheduler=None, n_jobs: int = 1, results_dir: str | os.PathLike | None = None,
+              retries: int = 0, progress: bool = False,
+              connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
+    """Run ``fn(task, shared)`` for every task and return the results in task order.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(task, shared) -> dict`` of JSON-serialisable values. Must be importable by
+        Dask workers (a module-level function) when a scheduler or ``n_jobs > 1`` is used.
+    tasks : sequence of dict
+        JSON-serialisable task descriptions, each with a unique string ``"key"``.
+    shared : object, optional
+        Passed to every call (scattered once to Dask workers).
+    scheduler : None, str or distributed.Client
+        ``None`` runs in this process (``n_jobs == 1``) or on a fresh
+        ``LocalCluster`` of ``n_jobs`` worker processes on loopback; a string is a
+        Dask scheduler address; a ``Client`` is used as is (and left open).
+    n_jobs : int
+        Worker processes of the local cluster when ``scheduler`` is None.
+    results_dir : path, optional
+        Folder of per-task JSON results; finished tasks found there are not redone.
+    retries : int
+        Dask retries of a task that raised (worker death is retried by the scheduler
+        regardless).
+    progress : bool
+        Show a tqdm progress bar.
+    connect_timeout : float
+        Seconds to wait for a scheduler address before raising ``ConnectionError``.
+
+    Returns
+    -------
+    list of dict
+        One result dict per task, in the order of ``tasks``.
+
+    Examples
+    --------
+    >>> def square(task, shared):
+    ...     return {"y": task["x"] ** 2 + shared}
+    >>> [r["y"] for r in run_tasks(square, [{"key": f"x{i}", "x": i} for i in range(3)], shared=1)]
+    [1, 2, 5]
+    """
+    tasks = [_normalise(task, i) for i, task in enumerate(tasks)]
+    keys = [task["key"] for task in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("tasks: every task needs a unique 'key'")
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
+        raise ValueError(f"n_jobs: expected a positive int, got {n_jobs!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
+    store = Path(results_dir) if results_dir is not None else None
+    results: dict[str, dict] = {}
+    if store is not None:
+        if store.exists() and not store.is_dir():
+            raise ValueError(f"results_dir: {str(store)!r} exists and is not a folder")
+        store.mkdir(parents=True, exist_ok=True)
+        for task in tasks:
+            found = _read(store, task)
+            if found is not None:
+                results[task["key"]] = found
+    todo = [task for task in tasks if task["key"] not in results]
+    bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
+
+    def finish(task, result):
+        if not isinstance(result, dict):
+            raise TypeError(f"fn: expected a dict of results, got {type(result).__name__} "
+                            f"for task {task['key']!r}")
+        result = _jsonable(result, f"result of task {task['key']!r}")
+        if store is not None:
+            _write(store, task, result)
+        results[task["key"]] = result
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if todo and scheduler is None and n_jobs == 1:
+            for task in todo:
+                finish(task, fn(task, shared))
+        elif todo:
+            _run_dask(fn, todo, shared, scheduler, n_jobs, retries, connect_timeout, finish)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [results[key] for key in keys]
+
+
+def _run_dask(fn, todo, shared, scheduler, n_jobs, retries, connect_timeout, finish):
+    from distributed import as_completed
+
+    client, owned = connect(scheduler, n_jobs=n_jobs, connect_timeout=connect_timeout)
+    futures = []
+    try:
+        shared_future = client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
+        by_future = {}
+        for task in todo:
+            future = client.submit(fn, task, shared_future, pure=False, retries=retries,
+                                   key=f"neuroalrnn-{task['key']}-{os.urandom(4).hex()}")
+            by_future[future] = task
+            futures.append(future)
+        for future in as_completed(futures, loop=client.loop):
+            task = by_future[future]
+            try:
+                result = future.result()
+            except Exception as error:
+                raise RuntimeError(f"task {task['key']!r} failed: {type(error).__name__}: {error}") from error
+            finish(task, result)
+    finally:
+        for future in futures:
+            future.cancel()
+        if owned:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def connect(scheduler=None, *, n_jobs: int = 1, connect_timeout: float = CONNECT_TIMEOUT):
+    """Return ``(client, owned)`` for a scheduler argument.
+
+    ``None`` starts a ``LocalCluster`` of ``n_jobs`` single-threaded worker processes on
+    127.0.0.1 without a dashboard (``owned`` is True: the caller closes it); a string
+    connects to that scheduler address, raising ``ConnectionError`` when nothing answers
+    within ``connect_timeout`` seconds; a ``distributed.Client`` is returned as is.
+
+    Examples
+    --------
+    >>> connect(3.0)
+    Traceback (most recent call last):
+    ...
+    TypeError: scheduler: expected None, a Dask scheduler address (str) or a distributed.Client, got float
+    """
+    if scheduler is not None and not isinstance(scheduler, str) and not _is_client(scheduler):
+        raise TypeError("scheduler: expected None, a Dask scheduler address (str) or a "
+                        f"distributed.Client, got {type(scheduler).__name__}")
+    from distributed import Client, LocalCluster
+
+    if _is_client(scheduler):
+        return scheduler, False
+    if isinstance(scheduler, str):
+        address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+        try:
+            return Client(address, timeout=connect_timeout, set_as_default=False), True
+        except (OSError, TimeoutError) as error:
+            raise ConnectionError(f"scheduler: no Dask scheduler answered at {scheduler!r} within "
+                                  f"{connect_timeout:g} s ({error})") from None
+    cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=40)
+    return Client(cluster, set_as_default=False), True
+
+
+def _is_client(obj):
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(obj, Client)
+
+
+def _normalise(task, index):
+    if not isinstance(task, dict):
+        raise TypeError(f"tasks[{index}]: expected a dict, got {type(task).__name__}")
+    key = task.get("key")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"tasks[{index}]: expected a non-empty string 'key', got {key!r}")
+    return _jsonable(task, f"tasks[{index}]")
+
+
+def _jsonable(obj, what):
+    try:
+        return json.loads(json.dumps(obj, allow_nan=True, default=_default))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{what}: expected JSON-serialisable values ({error})") from None
+
+
+def _default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _path(store, key):
+    safe = re.sub(r"[^A-Za-z0-9_.=+-]", "_", key)
+    return store / f"{safe}.json"
+
+
+def _read(store, task):
+    path = _path(store, task["key"])
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing or unreadable: recompute
+    if not isinstance(record, dict) or record.get("format") != _FORMAT or record.get("task") != task:
+        return None  # written for a different task: recompute and overwrite
+    result = record.get("result")
+    return result if isinstance(result, dict) else None
+
+
+def _write(store, task, result):
+    with atomic_write(_path(store, task["key"])) as tmp:
+        tmp.write_text(json.dumps({"format": _FORMAT, "task": task, "result": result}, indent=1))
+
+
+def _progress_bar(total, done, progress):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="fits", unit="fit")

@@ -1,0 +1,137 @@
+"""The sweep engine: in-process, LocalCluster, result store, resume and worker death."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from neuroalrnn._sweep import connect, run_tasks
+
+
+def make_fit(marker_dir, sleep=0.0):
+    """A cheap deterministic 'fit' that records one marker file per call (pickled by value)."""
+
+    def fit(task, shared):
+        import os as _os
+        import time as _time
+
+        import numpy as _np
+
+        _os.makedirs(marker_dir, exist_ok=True)
+        with open(_os.path.join(marker_dir, f"{task['key']}.{_os.getpid()}.{_time.time_ns()}"), "w"):
+            pass
+        _time.sleep(sleep)
+        rng = _np.random.default_rng([task["seed"], task["fold"]])
+        return {"score": float(rng.normal() + shared["offset"]), "pid": _os.getpid()}
+
+    return fit
+
+
+def calls(marker_dir):
+    names = os.listdir(marker_dir) if os.path.isdir(marker_dir) else []
+    return sorted(name.split(".")[0] for name in names)
+
+
+def tasks(n_folds=3, n_seeds=2):
+    return [{"key": f"m-f{f}-s{s}", "fold": f, "seed": s} for f in range(n_folds) for s in range(n_seeds)]
+
+
+def expected(task):
+    return float(np.random.default_rng([task["seed"], task["fold"]]).normal() + 10.0)
+
+
+def test_serial_results_in_task_order(tmp_path):
+    out = run_tasks(make_fit(str(tmp_path / "m")), tasks(), shared={"offset": 10.0})
+    assert [r["score"] for r in out] == [expected(t) for t in tasks()]
+    assert len(calls(tmp_path / "m")) == 6
+
+
+def test_resume_recomputes_only_missing(tmp_path):
+    store, markers = tmp_path / "results", tmp_path / "m"
+    first = run_tasks(make_fit(str(markers)), tasks(), shared={"offset": 10.0}, results_dir=store)
+    assert len(calls(markers)) == 6
+    files = sorted(p.name for p in store.iterdir())
+    assert files == sorted(f"{t['key']}.json" for t in tasks())
+    record = json.loads((store / "m-f1-s0.json").read_text())
+    assert record["task"] == {"key": "m-f1-s0", "fold": 1, "seed": 0}
+    (store / "m-f1-s0.json").unlink()
+    second = run_tasks(make_fit(str(markers)), tasks(), shared={"offset": 10.0}, results_dir=store)
+    assert calls(markers).count("m-f1-s0") == 2 and len(calls(markers)) == 7
+    assert [r["score"] for r in second] == [r["score"] for r in first]
+    # a stored result whose task differs is recomputed, not trusted
+    changed = [dict(t, seed=t["seed"] + 5) if t["key"] == "m-f0-s0" else t for t in tasks()]
+    run_tasks(make_fit(str(markers)), changed, shared={"offset": 10.0}, results_dir=store)
+    assert calls(markers).count("m-f0-s0") == 2 and len(calls(markers)) == 8
+    # no temp files left behind
+    assert not [p for p in store.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_input(tmp_path):
+    fit = make_fit(str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="unique 'key'"):
+        run_tasks(fit, [{"key": "a"}, {"key": "a"}])
+    with pytest.raises(ValueError, match="'key'"):
+        run_tasks(fit, [{"fold": 1}])
+    with pytest.raises(ValueError, match="n_jobs"):
+        run_tasks(fit, tasks(), n_jobs=0)
+    with pytest.raises(TypeError, match="scheduler"):
+        run_tasks(fit, tasks(), scheduler=3.0, shared={"offset": 0.0})
+    with pytest.raises(TypeError, match="JSON"):
+        run_tasks(fit, [{"key": "a", "x": object()}])
+
+
+def test_unreachable_scheduler_fails_fast():
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectionError, match="no Dask scheduler answered"):
+        connect(f"tcp://127.0.0.1:{port}", connect_timeout=1.0)
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=40)
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_local_cluster_matches_serial_and_survives_worker_death(tmp_path, client):
+    todo = tasks(n_folds=4, n_seeds=3)
+    serial = run_tasks(make_fit(str(tmp_path / "serial")), todo, shared={"offset": 10.0})
+    pids = list(client.run(os.getpid).values())
+    assert len(set(pids)) == 2
+    store, markers = tmp_path / "results", tmp_path / "m"
+    killed = {}
+
+    def killer():  # kill one worker as soon as the first result has been written
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if store.is_dir() and any(p.suffix == ".json" for p in store.iterdir()):
+                os.kill(pids[0], signal.SIGKILL)
+                killed["pid"] = pids[0]
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    out = run_tasks(make_fit(str(markers), sleep=0.4), todo, shared={"offset": 10.0},
+                    scheduler=client, results_dir=store)
+    thread.join()
+    assert killed, "the worker was not killed during the sweep"
+    client.wait_for_workers(2, timeout=30)
+    assert killed["pid"] not in client.run(os.getpid).values()  # the nanny replaced it
+    assert [r["score"] for r in out] == [r["score"] for r in serial]
+    assert len(list(store.glob("*.json"))) == len(todo)
+    # the killed worker held a task in flight: it was started there and redone elsewhere
+    started = calls(markers)
+    assert set(started) == {t["key"] for t in todo} and len(started) > len(todo)
+    assert {r["pid"] for r in out} - {killed["pid"]}
