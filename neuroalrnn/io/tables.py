@@ -237,8 +237,8 @@ def _trial_columns(columns):
 
 def _object_column(key, value):
     items = value.ravel()
-    is_str = np.array([isinstance(v, str) for v in items])
-    is_missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in items])
+    is_str = np.array([isinstance(v, str) for v in items], dtype=bool)
+    is_missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in items], dtype=bool)
     if (is_str | is_missing).all():
         return np.array(["" if m else v for v, m in zip(items, is_missing)], dtype=str).reshape(value.shape)
     if all(isinstance(v, (bool, np.bool_)) for v in items):
