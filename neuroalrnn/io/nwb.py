@@ -222,16 +222,17 @@ def _build(contents, path, align_event, window, bin_size, stop_event, output, ac
         signals["activity"] = _bin_units(units, align, (t0, t1), bin_size, output)
         unit_coords = {"unit": units["id"], **units["meta"]}
     elif activity:
-        signals["activity"], names["activity"] = _series_block(series, list(activity), edges, lengths, "activity")
+        signals["activity"], names["activity"] = _series_block(series, list(activity), edges, lengths,
+                                                               "activity", ids)
         unit_coords = names["activity"]
     if inputs:
-        signals["inputs"], names["inputs"] = _series_block(series, inputs, edges, lengths, "inputs")
+        signals["inputs"], names["inputs"] = _series_block(series, inputs, edges, lengths, "inputs", ids)
     used = set(inputs) | (set(activity) if activity != "units" else set())
     if behavior is None:
         behavior = [name for name in series if name not in used]
     behavior_block = None
     if behavior:
-        behavior_block = _series_block(series, list(behavior), edges, lengths, "behavior")
+        behavior_block = _series_block(series, list(behavior), edges, lengths, "behavior", ids)
     if not signals:
         raise ValueError(f"{path}: nothing to put in the dataset (no units, no activity or inputs series)")
     coords = {k: v for k, v in trials.items() if k != "id"}
@@ -289,19 +290,19 @@ def _bin_units(units, align, window, bin_size, output):
     return counts / bin_size if output == "rates" else counts
 
 
-def _series_block(series, wanted, edges, lengths, role):
+def _series_block(series, wanted, edges, lengths, role, ids):
     blocks, labels = [], []
     for name in wanted:
         if name not in series:
             raise ValueError(f"{role}: no TimeSeries named {name!r}; the file has {sorted(series)}")
         ts = series[name]
-        blocks.append(_resample(name, ts["times"], ts["data"], edges, lengths))
+        blocks.append(_resample(name, ts["times"], ts["data"], edges, lengths, ids))
         k = ts["data"].shape[1]
         labels += [name] if k == 1 else [f"{name}_{j}" for j in range(k)]
     return np.concatenate(blocks, axis=2), np.array(labels, dtype=str)
 
 
-def _resample(name, times, data, edges, lengths):
+def _resample(name, times, data, edges, lengths, ids):
     """Mean of the samples in each bin; empty bins get the interpolation at their centre."""
     n_trials, n_edges = edges.shape
     if times.size < 2:
@@ -312,7 +313,7 @@ def _resample(name, times, data, edges, lengths):
     late = valid_end > times[-1] + half
     if (early | late).any():
         i = int(np.argmax(early | late))
-        raise ValueError(f"{name}: samples cover {times[0]} s to {times[-1]} s, but trial {i}'s window "
+        raise ValueError(f"{name}: samples cover {times[0]} s to {times[-1]} s, but trial {ids[i]}'s window "
                          f"needs {edges[i, 0]} s to {valid_end[i]} s (event outside this recording)")
     idx = np.searchsorted(times, edges.ravel(), side="left").reshape(edges.shape)
     csum = np.vstack([np.zeros((1, data.shape[1])), np.cumsum(data, axis=0)])
