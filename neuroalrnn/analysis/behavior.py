@@ -131,10 +131,14 @@ def _fit_one(x, y, kind, lapses, max_lapse, rng, n_starts):
         bounds += [(0.0, max_lapse), (0.0, max_lapse)]
     eps = 1e-9
 
+    levels, idx = np.unique(x, return_inverse=True)  # binomial counts per level: same likelihood, fast
+    n = np.bincount(idx, minlength=len(levels)).astype(float)
+    k = np.bincount(idx, weights=y, minlength=len(levels))
+
     def nll(theta):
-        p = psychometric_function(x, theta[0], np.exp(theta[1]), *(theta[2:] if lapses else ()), kind=kind)
+        p = psychometric_function(levels, theta[0], np.exp(theta[1]), *(theta[2:] if lapses else ()), kind=kind)
         p = np.clip(p, eps, 1 - eps)
-        return -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+        return -np.sum(k * np.log(p) + (n - k) * np.log1p(-p))
 
     log_bounds = [bounds[0], tuple(np.log(bounds[1]))] + bounds[2:]
     starts = [[np.median(x), np.log(4.0 / span)] + ([0.02, 0.02] if lapses else [])]
@@ -144,7 +148,7 @@ def _fit_one(x, y, kind, lapses, max_lapse, rng, n_starts):
                       + (list(rng.uniform(0, max_lapse / 2, 2)) if lapses else []))
     best = None
     for s in starts:
-        res = scipy.optimize.minimize(nll, s, method="L-BFGS-B", bounds=log_bounds)
+        res = scipy.optimize.minimize(nll, s, method="SLSQP", bounds=log_bounds)
         if best is None or res.fun < best.fun:
             best = res
     theta = np.array(best.x, float)
@@ -158,7 +162,7 @@ def fit_psychometric(ds, stimulus: str, choice: str = "choice", by: str | None =
     """Maximum-likelihood psychometric fit per group.
 
     Fits bias, slope (> 0) and optionally the two lapse rates (each in
-    [0, max_lapse]) with L-BFGS-B from ``n_starts`` starts (one fixed, the
+    [0, max_lapse]) with SLSQP (bounded) from ``n_starts`` starts (one fixed, the
     others drawn with ``seed``), keeping the best likelihood.
 
     Returns
