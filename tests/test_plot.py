@@ -1,0 +1,88 @@
+"""Tests for neuroalrnn.plot: each figure runs on synthetic analysis output and draws what it should."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from neuroalrnn import plot  # noqa: E402
+from neuroalrnn.analysis import behavior, geometry  # noqa: E402
+from neuroalrnn.schema import from_arrays  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_region_raster_single_trial_bits_and_trials():
+    codes = xr.DataArray(np.array([[0, 1, 3, 2, -1], [2, 2, 2, -1, -1]]), dims=("trial", "time"),
+                         coords={"time": np.arange(5) * 0.1}, attrs={"n_relu": 2})
+    ax = plot.plot_region_raster(codes.isel(trial=0))
+    image = ax.images[0].get_array()
+    assert image.shape == (2, 5)
+    np.testing.assert_array_equal(image[:, :4], [[0, 1, 1, 0], [0, 0, 1, 1]])  # bit i of each code
+    assert np.ma.getmaskarray(image)[:, 4].all()  # masked step left blank (NaN -> masked)
+    ax = plot.plot_region_raster(codes)
+    assert ax.images[0].get_array().shape == (2, 5)
+    with pytest.raises(ValueError, match="n_relu"):
+        plot.plot_region_raster(xr.DataArray([0, 1], dims="time"))
+    with pytest.raises(TypeError, match="integer"):
+        plot.plot_region_raster(xr.DataArray([0.5, 1.0], dims="time"), n_relu=1)
+
+
+def test_fixed_points_by_stability_with_trajectories():
+    fp = xr.Dataset({"z": (("point", "latent"), [[0.0, 1, 0], [1, 0, 0], [2, 2, 2], [3, 0, 1]]),
+                     "real": ("point", [True, True, True, False]),
+                     "stable": ("point", [True, False, True, True]),
+                     "region": ("point", [0, 1, 1, 2])})
+    states = xr.DataArray(np.random.default_rng(0).normal(size=(3, 10, 3)), dims=("trial", "time", "latent"))
+    ax = plot.plot_fixed_points(fp, states=states)
+    assert len(ax.lines) == 3
+    sizes = sorted(len(c.get_offsets()) for c in ax.collections)
+    assert sizes == [1, 2]  # one unstable, two stable real points; the virtual one hidden
+    ax = plot.plot_fixed_points(fp, only_real=False, dims=np.array([[1.0, 0, 0], [0, 0, 1.0]]))
+    assert sorted(len(c.get_offsets()) for c in ax.collections) == [1, 1, 2]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), [[0, 0], [2, 2]])  # stable ones, projected
+    with pytest.raises(ValueError, match="'stable'"):
+        plot.plot_fixed_points(fp.drop_vars("stable"))
+
+
+def test_tdr_trajectories_one_line_per_condition_and_panel_per_context():
+    rng = np.random.default_rng(0)
+    n = 60
+    ctx = np.resize(["motion", "color"], n)
+    coh = np.resize([-0.5, -0.5, 0.5, 0.5, 0.15, 0.15], n)
+    ds = from_arrays(activity=rng.normal(size=(n, 6, 4)), dt=0.1,
+                     trial_coords={"context": ctx, "coh_motion": coh, "choice": np.sign(coh)})
+    axes = geometry.tdr_axes(ds, ["choice", "coh_motion"])
+    traj = geometry.tdr_trajectories(ds, axes, ["context", "coh_motion"])
+    fig = plot.plot_tdr_trajectories(traj, "choice", "coh_motion", color="coh_motion")
+    assert [len(a.lines) for a in fig.axes] == [3, 3]
+    assert [a.get_title() for a in fig.axes] == ["context = color", "context = motion"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), traj.sel(axis="choice").values[0])
+    with pytest.raises(ValueError, match="'nope'"):
+        plot.plot_tdr_trajectories(traj, "choice", "nope")
+
+
+def test_psychometric_points_and_fitted_curves():
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1, -0.25, 0, 0.25, 1], 600)
+    ctx = rng.choice(["a", "b", "c"], 600)
+    y = np.where(rng.uniform(size=600) < behavior.psychometric_function(x, 0, 5), 1, -1)
+    ds = from_arrays(trial_coords={"s": x, "choice": y, "context": ctx})
+    cur = behavior.psychometric(ds, "s")
+    fit = behavior.fit_psychometric(ds, "s", lapses=False)
+    ax = plot.plot_psychometric(cur, fit)
+    assert len(ax.containers) == 3  # one errorbar series per context
+    fitted = [ln for ln in ax.lines if len(ln.get_xdata()) == 200]
+    assert len(fitted) == 3
+    ax2 = plot.plot_psychometric(cur)
+    assert not [ln for ln in ax2.lines if len(ln.get_xdata()) == 200]
+    with pytest.raises(ValueError, match="'p'"):
+        plot.plot_psychometric(cur.drop_vars("p"))
