@@ -3,17 +3,22 @@
 The time loop runs in compiled code on time-major buffers; each step is one small GEMM
 (``phi(prev) @ W.T``) plus fused elementwise work. The backward pass is a hand-written
 reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory is
-O(B T M) and time O(T), with ``dW`` formed as one GEMM over all steps at the end.
+O(B T M) and time O(T); ``dW`` is accumulated by one small GEMM per step.
+
+The GEMMs go through the BLAS that numba links (scipy's OpenBLAS); its thread count is limited to
+``torch.get_num_threads()`` during a call, so that the backend respects ``torch.set_num_threads``.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
 from numba import njit
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True)
 def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
     T, B, M = drive.shape
     N = force.shape[2]
@@ -43,60 +48,78 @@ def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no co
     return out
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True)
 def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
     T, B, M = out.shape
     N = force.shape[2]
     dt = out.dtype
     lam = np.empty((T, B, M), dtype=dt)    # dL/dz_t in total = grad of drive
-    phis = np.empty((T, B, M), dtype=dt)   # phi(prev_t), for dW
     dforce = np.zeros((T, B, N), dtype=dt)
     dalpha = np.zeros((T, B), dtype=dt)
     dA = np.zeros(M, dtype=dt)
-    carry = np.zeros((B, M), dtype=dt)     # dL/dz_{t} arriving from step t+1
+    dW = np.zeros((M, M), dtype=dt)
+    dWt = np.empty((M, M), dtype=dt)
+    carry = np.zeros((B, M), dtype=dt)
     prev = np.empty((B, M), dtype=dt)
+    ph = np.empty((B, M), dtype=dt)
     tmp = np.empty((B, M), dtype=dt)
     for t in range(T - 1, -1, -1):
+        src = z0 if t == 0 else out[t - 1]
         lt = lam[t]
+        gt = gout[t]
         for b in range(B):
             for i in range(M):
-                lt[b, i] = gout[t, b, i] + carry[b, i]
-        # recompute prev_t (forced)
-        for b in range(B):
-            for i in range(M):
-                prev[b, i] = z0[b, i] if t == 0 else out[t - 1, b, i]
+                lt[b, i] = gt[b, i] + carry[b, i]
+                prev[b, i] = src[b, i]
         if has_force:
             for b in range(B):
                 a = alpha[t, b]
                 if a != 0:
                     for i in range(N):
                         prev[b, i] = (1 - a) * prev[b, i] + a * force[t, b, i]
-        ph = phis[t]
         for b in range(B):
             for i in range(n_lin):
                 ph[b, i] = prev[b, i]
             for i in range(n_lin, M):
                 v = prev[b, i]
                 ph[b, i] = v if v > 0 else 0
-        np.dot(lt, W, tmp)  # (W^T lam) per trial
-        for b in range(B):
             for i in range(M):
                 dA[i] += lt[b, i] * prev[b, i]
-                g = tmp[b, i]
-                if i >= n_lin and prev[b, i] <= 0:
-                    g = 0
-                carry[b, i] = A[i] * lt[b, i] + g   # dL/dprev_t
+        np.dot(lt, W, tmp)
+        np.dot(lt.T, ph, dWt)
+        for i in range(M):
+            for j in range(M):
+                dW[i, j] += dWt[i, j]
+        for b in range(B):
+            for i in range(n_lin):
+                carry[b, i] = A[i] * lt[b, i] + tmp[b, i]
+            for i in range(n_lin, M):
+                carry[b, i] = A[i] * lt[b, i] + (tmp[b, i] if prev[b, i] > 0 else 0)
         if has_force:
             for b in range(B):
                 a = alpha[t, b]
                 for i in range(N):
                     dp = carry[b, i]
-                    raw = z0[b, i] if t == 0 else out[t - 1, b, i]
                     dforce[t, b, i] = a * dp
-                    dalpha[t, b] += dp * (force[t, b, i] - raw)
+                    dalpha[t, b] += dp * (force[t, b, i] - src[b, i])
                     carry[b, i] = (1 - a) * dp
-    dW = np.dot(lam.reshape((T * B, M)).T.copy(), phis.reshape((T * B, M)))
     return carry, lam, dA, dW, dforce, dalpha
+
+
+def _blas_limit():
+    """Context manager limiting OpenBLAS threads to torch's thread count (no-op without threadpoolctl)."""
+    global _CONTROLLER
+    try:
+        if _CONTROLLER is None:
+            import threadpoolctl
+
+            _CONTROLLER = threadpoolctl.ThreadpoolController().select(internal_api="openblas")
+        return _CONTROLLER.limit(limits=torch.get_num_threads())
+    except Exception:  # threadpoolctl missing or unable to control this BLAS
+        return contextlib.nullcontext()
+
+
+_CONTROLLER = None
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -112,7 +135,8 @@ class _NumbaScan(torch.autograd.Function):
         B, T = drive.shape[:2]
         f = _np(force.transpose(0, 1)) if has_force else np.zeros((T, B, 0), dtype=_np(A).dtype)
         a = _np(alpha.transpose(0, 1)) if has_force else np.zeros((T, B), dtype=f.dtype)
-        out = _forward(_np(z0), _np(drive.transpose(0, 1)), _np(A), _np(W.T), n_lin, f, a, has_force)
+        with _blas_limit():
+            out = _forward(_np(z0), _np(drive.transpose(0, 1)), _np(A), _np(W.T), n_lin, f, a, has_force)
         ctx.n_lin, ctx.has_force = n_lin, has_force
         ctx.arrays = (f, a)
         states_tm = torch.from_numpy(out)
@@ -123,9 +147,10 @@ class _NumbaScan(torch.autograd.Function):
     def backward(ctx, grad):
         z0, A, W, states_tm = ctx.saved_tensors
         f, a = ctx.arrays
-        dz0, lam, dA, dW, dforce, dalpha = _backward(
-            _np(grad.transpose(0, 1)), _np(z0), states_tm.numpy(), _np(A), _np(W), ctx.n_lin, f, a,
-            ctx.has_force)
+        with _blas_limit():
+            dz0, lam, dA, dW, dforce, dalpha = _backward(
+                _np(grad.transpose(0, 1)), _np(z0), states_tm.numpy(), _np(A), _np(W), ctx.n_lin, f, a,
+                ctx.has_force)
         need = ctx.needs_input_grad
         t = torch.from_numpy
         return (t(dz0) if need[0] else None,

@@ -1,0 +1,101 @@
+"""Forward+backward time of the AL-RNN recurrence backends against two baselines.
+
+Baselines, run in the same process with the same B, T, M:
+  loop    the plain per-step Python loop of torch ops (``alrnn_scan_reference``: what reference code does)
+  nn.RNN  ``torch.nn.RNN(M, M, nonlinearity="relu", batch_first=True)`` with M units (a different model:
+          the speed a user expects from a recurrent layer)
+Candidates: ``numba`` (fused compiled loop + hand-written adjoint, CPU) and ``rnn`` (the exact 2M-unit
+ReLU-RNN identity, one oneDNN/cuDNN call).
+
+Usage: python benchmarks/bench_recurrence.py [--threads 1] [--repeats 15] [--device cpu|cuda]
+Prints median milliseconds per forward+backward and the ratios side by side, both wall-clock and
+process CPU time (with one thread everywhere, CPU time is robust to other jobs sharing the machine;
+wall time is what a user waits for on an idle one). On CUDA only wall time is meaningful.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from neuroalrnn.recurrence import alrnn_scan, alrnn_scan_reference
+
+SIZES = [(16, 200, 20, 2), (64, 200, 64, 8), (16, 1000, 32, 4)]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
+
+
+def bench_size(B, T, M, P, device, repeats, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(B, M, generator=gen, dtype=dtype).to(device).requires_grad_()
+    drive = (0.1 * torch.randn(B, T, M, generator=gen, dtype=dtype)).to(device).requires_grad_()
+    A = (0.5 + 0.4 * torch.rand(M, generator=gen, dtype=dtype)).to(device).requires_grad_()
+    W = (0.3 / M ** 0.5 * torch.randn(M, M, generator=gen, dtype=dtype)).to(device).requires_grad_()
+    g = torch.randn(B, T, M, generator=gen, dtype=dtype).to(device)
+
+    def run(f):
+        def fn():
+            out = f()
+            out.backward(g)
+        return fn
+
+    rnn = torch.nn.RNN(M, M, nonlinearity="relu", batch_first=True).to(device=device, dtype=dtype)
+    hx = z0.detach().unsqueeze(0).requires_grad_()
+    res = {}
+    loop_repeats = max(3, repeats // 3)
+    res["loop"] = _time(run(lambda: alrnn_scan_reference(z0, drive, A, W, P)), device, loop_repeats, 1)
+    res["nn.RNN"] = _time(run(lambda: rnn(drive, hx)[0]), device, repeats)
+    if device.type == "cpu":
+        res["numba"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="numba")), device, repeats)
+    res["rnn-2M"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="rnn")), device, repeats)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device={name} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"repeats={args.repeats} float32, forward+backward, median ms")
+    # compile the numba kernels outside the timings
+    if device.type == "cpu":
+        z = torch.zeros(1, 2, requires_grad=True)
+        alrnn_scan(z, torch.zeros(1, 2, 2), torch.zeros(2), torch.zeros(2, 2), 1, backend="numba").sum().backward()
+    for B, T, M, P in SIZES:
+        both = bench_size(B, T, M, P, device, args.repeats)
+        print(f"(B,T,M,P)=({B},{T},{M},{P})")
+        for which, idx in (("wall", 0), ("cpu ", 1)):
+            res = {k: v[idx] for k, v in both.items()}
+            base = res["nn.RNN"]
+            cols = " ".join(f"{k}={v:7.2f}" for k, v in res.items())
+            ratios = " ".join(f"{k}/nn.RNN={v / base:5.2f}x" for k, v in res.items() if k != "nn.RNN")
+            speedups = " ".join(f"loop/{k}={res['loop'] / v:5.1f}x" for k, v in res.items() if k != "loop")
+            print(f"  {which} ms: {cols}\n        {ratios}\n        {speedups}")
+
+
+if __name__ == "__main__":
+    main()
