@@ -55,8 +55,10 @@ def from_neurogym(env: Any, n_trials: int, seed: int | None = None, *,
         raise ValueError(f"targets: expected 'onehot' or 'index', got {targets!r}")
     task = getattr(env, "unwrapped", env)
     for attr in ("new_trial", "dt"):
-        if not hasattr(env, attr) and not hasattr(task, attr):
+        if not hasattr(task, attr):
             raise TypeError(f"env: expected a neurogym TrialEnv with `{attr}`, got {type(env).__name__}")
+    # a neurogym TrialWrapper defines its own new_trial; gymnasium's generic wrappers do not
+    new_trial = env.new_trial if env is not task and hasattr(type(env), "new_trial") else task.new_trial
     if seed is not None:
         if hasattr(task, "seed"):
             task.seed(int(seed))
@@ -64,7 +66,7 @@ def from_neurogym(env: Any, n_trials: int, seed: int | None = None, *,
             env.reset(seed=int(seed))
     obs, gts, infos, periods = [], [], [], []
     for i in range(n_trials):
-        info = env.new_trial() if hasattr(env, "new_trial") else task.new_trial()
+        info = new_trial()
         info = dict(info if isinstance(info, dict) else getattr(task, "trial", {}) or {})
         ob, gt = np.asarray(task.ob, dtype=float), np.asarray(task.gt)
         if ob.ndim != 2 or ob.shape[0] < 1:
