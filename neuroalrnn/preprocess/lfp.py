@@ -1,7 +1,9 @@
 """LFP/field signals per trial with neurodsp: filtering and band power.
 
 The sampling rate is ``fs = 1 / attrs['dt']``. Each trial is processed on its
-valid (masked) steps only, one unit (channel) at a time.
+valid (masked) steps only, one unit (channel) at a time. neurodsp (and
+scipy.signal under it) is imported on first use, so importing
+``neuroalrnn.preprocess`` stays light.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from neurodsp.filt import filter_signal as _nd_filter_signal
-from neurodsp.filt.fir import design_fir_filter
-from neurodsp.spectral import compute_spectrum
 
 from ._common import as_dataset, get_dt, trial_label, unwrap
 
@@ -62,6 +61,9 @@ def filter_signal(ds, pass_type: str, f_range, var: str = "activity", edges: str
     >>> bool(out["mask"].values[0, 0]), bool(out["mask"].values[0, 500])
     (False, True)
     """
+    from neurodsp.filt import filter_signal as _nd_filter_signal
+    from neurodsp.filt.fir import design_fir_filter
+
     if edges not in ("nan", "reflect"):
         raise ValueError(f"edges: expected 'nan' or 'reflect', got {edges!r}")
     ds, var, wrapped = as_dataset(ds, var, "filter_signal")
@@ -148,6 +150,8 @@ def band_power(ds, band, var: str = "activity", method: str = "welch", **spectru
     >>> round(float(band_power(ds, (8, 12))[0, 0]), 1)
     2.0
     """
+    from neurodsp.spectral import compute_spectrum
+
     ds, var, wrapped = as_dataset(ds, var, "band_power")
     try:
         lo, hi = (float(v) for v in band)
