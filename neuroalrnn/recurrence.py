@@ -204,6 +204,8 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     M = A.shape[0]
+    if drive.shape[1] == 0:
+        return drive.new_zeros(drive.shape) + 0 * z0[:, None, :]  # keeps the autograd graph
     if backend == "auto":
         if drive.device.type == "cpu":
             backend = "numba" if drive.dtype in (torch.float32, torch.float64) else "loop"

@@ -1,0 +1,166 @@
+"""Tests for neuroalrnn.recurrence: every backend equals the plain step-by-step definition."""
+import numpy as np
+import pytest
+import torch
+
+from neuroalrnn.recurrence import (_phi, alrnn_scan, alrnn_scan_reference,
+                                   rnn_identity_weights)
+
+CPU_BACKENDS = ["numba", "rnn", "loop"]
+M = 5
+
+
+def _problem(P, forcing, dtype, B=3, T=7, n_force=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(B, M, generator=gen, dtype=dtype)
+    drive = torch.randn(B, T, M, generator=gen, dtype=dtype)
+    A = 0.9 * torch.rand(M, generator=gen, dtype=dtype)
+    W = 0.4 * torch.randn(M, M, generator=gen, dtype=dtype)
+    force = alpha = None
+    if forcing is not None:
+        force = torch.randn(B, T, n_force, generator=gen, dtype=dtype)
+        if forcing == "const":
+            alpha = 0.3
+        elif forcing == "sparse":
+            alpha = (torch.rand(B, T, generator=gen) > 0.6).to(dtype)
+        elif forcing == "per-step":
+            alpha = torch.rand(1, T, generator=gen, dtype=dtype)
+    return z0, drive, A, W, force, alpha
+
+
+def _naive(z0, drive, A, W, P, force=None, alpha=None):
+    """Independent numpy transcription of the definition in INTERFACES.md."""
+    z0, drive, A, W = (x.detach().double().numpy() for x in (z0, drive, A, W))
+    B, T, M = drive.shape
+    out = np.zeros((B, T, M))
+    if force is not None:
+        force = force.detach().double().numpy()
+        al = np.broadcast_to(np.asarray(1.0 if alpha is None else alpha, dtype=float), (B, T))
+    for b in range(B):
+        prev = z0[b].copy()
+        for t in range(T):
+            if force is not None:
+                N = force.shape[2]
+                prev[:N] = (1 - al[b, t]) * prev[:N] + al[b, t] * force[b, t]
+            phi = prev.copy()
+            if P:
+                phi[M - P:] = np.maximum(phi[M - P:], 0)
+            prev = A * prev + W @ phi + drive[b, t]
+            out[b, t] = prev
+    return out
+
+
+@pytest.mark.parametrize("P", [0, 1, M])
+@pytest.mark.parametrize("forcing", [None, "const", "sparse"])
+def test_reference_matches_naive_numpy(P, forcing):
+    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float64)
+    ref = alrnn_scan_reference(z0, drive, A, W, P, force, alpha)
+    np.testing.assert_allclose(ref.numpy(), _naive(z0, drive, A, W, P, force, alpha), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("P", [0, 1, M])
+@pytest.mark.parametrize("forcing", [None, "const", "sparse", "per-step"])
+def test_backend_equals_reference_states_and_grads(backend, P, forcing, dtype, tol):
+    z0, drive, A, W, force, alpha = _problem(P, forcing, dtype)
+    leaves = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
+    if force is not None:
+        leaves.append(force.clone().requires_grad_())
+    f = leaves[4] if force is not None else None
+    ref = alrnn_scan_reference(*leaves[:4], P, f, alpha)
+    out = alrnn_scan(*leaves[:4], P, f, alpha, backend=backend)
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    g = torch.randn_like(ref)
+    g_ref = torch.autograd.grad(ref, leaves, g)
+    g_out = torch.autograd.grad(out, leaves, g)
+    for name, a, b in zip(["z0", "drive", "A", "W", "force"], g_out, g_ref):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * 10, msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse")])
+def test_gradcheck_float64(backend, P, forcing):
+    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float64, B=2, T=4)
+    inputs = [z0, drive, A, W] + ([force] if force is not None else [])
+    inputs = [x.clone().requires_grad_() for x in inputs]
+
+    def fn(*xs):
+        f = xs[4] if len(xs) > 4 else None
+        return alrnn_scan(*xs[:4], P, f, alpha, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_gradcheck_alpha_numba():
+    z0, drive, A, W, force, _ = _problem(1, "const", torch.float64, B=2, T=4)
+    alpha = torch.full((2, 4), 0.4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: alrnn_scan(z0, drive, A, W, 1, force, a, backend="numba"),
+                                    (alpha,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_p0_is_exactly_linear(backend):
+    """P = 0 applies no ReLU: the map from (z0, drive) is linear (superposition holds)."""
+    z0a, da, A, W, _, _ = _problem(0, None, torch.float64, seed=1)
+    z0b, db, _, _, _, _ = _problem(0, None, torch.float64, seed=2)
+    run = lambda z, d: alrnn_scan(z, d, A, W, 0, backend=backend)  # noqa: E731
+    torch.testing.assert_close(run(2 * z0a - 3 * z0b, 2 * da - 3 * db), 2 * run(z0a, da) - 3 * run(z0b, db),
+                               rtol=1e-10, atol=1e-10)
+    # and negative states stay negative-capable: a purely negative run is the mirror of a positive one
+    torch.testing.assert_close(run(-z0a, -da), -run(z0a, da), rtol=1e-12, atol=1e-12)
+
+
+def test_phi_only_last_units():
+    z = torch.tensor([[-1.0, -2.0, -3.0, 4.0]])
+    assert _phi(z, 4).tolist() == z.tolist()                # P = 0: identity everywhere
+    assert _phi(z, 2).tolist() == [[-1.0, -2.0, 0.0, 4.0]]  # P = 2: ReLU on the last 2
+    assert _phi(z, 0).tolist() == [[0.0, 0.0, 0.0, 4.0]]    # P = M: the classic PLRNN
+
+
+def test_identity_weights_reproduce_one_step():
+    z0, drive, A, W, _, _ = _problem(2, None, torch.float64)
+    w_ih, w_hh = rnn_identity_weights(A, W, 2)
+    u = torch.cat([torch.relu(z0), torch.relu(-z0)], 1)
+    u1 = torch.relu(drive[:, 0] @ w_ih.T + u @ w_hh.T)
+    torch.testing.assert_close(u1[:, :M] - u1[:, M:], alrnn_scan_reference(z0, drive[:, :1], A, W, 2)[:, 0])
+
+
+def test_zero_steps():
+    z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
+    for backend in CPU_BACKENDS:
+        assert alrnn_scan(z0, drive[:, :0], A, W, 1, backend=backend).shape == (3, 0, M)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
+@pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse")])
+def test_cuda_auto_backend_matches_reference(P, forcing):
+    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float32)
+    cuda = [x.cuda().requires_grad_() for x in (z0, drive, A, W)]
+    cpu = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
+    a = alpha.cuda() if isinstance(alpha, torch.Tensor) else alpha
+    out = alrnn_scan(*cuda, P, None if force is None else force.cuda(), a)
+    ref = alrnn_scan_reference(*cpu, P, force, alpha)
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(ref)
+    for x, y in zip(torch.autograd.grad(out, cuda, g.cuda()), torch.autograd.grad(ref, cpu, g)):
+        torch.testing.assert_close(x.cpu(), y, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_relu=M + 1), "n_relu"),
+    (dict(n_relu=-1), "n_relu"),
+    (dict(z0=torch.zeros(3, M + 1)), "z0"),
+    (dict(A=torch.zeros(M, M)), "A"),
+    (dict(W=torch.zeros(M, M + 1)), "W"),
+    (dict(force=torch.full((3, 7, 2), float("nan"))), "force"),
+    (dict(force=torch.zeros(3, 7, 2), alpha=torch.zeros(5)), "alpha"),
+    (dict(alpha=0.5), "alpha"),
+    (dict(backend="cuda-magic"), "backend"),
+])
+def test_bad_input(kwargs, match):
+    z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
+    args = dict(z0=z0, drive=drive, A=A, W=W, n_relu=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        alrnn_scan(**args)
