@@ -1,0 +1,40 @@
+"""Execute the tutorial notebooks (each helper adds one test function per notebook)."""
+
+from pathlib import Path
+
+import pytest
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+
+
+def run_notebook(path: Path, timeout: int = 300):
+    """Execute a notebook in a fresh kernel from its own folder; return the executed notebook."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    return nb
+
+
+def _outputs(nb):
+    return "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.get("outputs", []))
+
+
+def test_01_loading_data():
+    nb = run_notebook(TUTORIALS / "01_loading_data.ipynb")
+    text = _outputs(nb)
+    assert "round trip identical" in text
+    assert any(out.get("data", {}).get("image/png") for cell in nb.cells
+               for out in cell.get("outputs", []))  # the PSTH figure was drawn
+
+
+def test_02_stimulus_selection(monkeypatch):
+    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
+    nb = run_notebook(TUTORIALS / "02_stimulus_selection.ipynb")
+    text = _outputs(nb)
+    assert "ideal observer: overall" in text and "held-out accuracy per P" in text
+    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    assert images >= 3  # a trial, accuracy against P, psychometric curves
