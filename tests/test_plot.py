@@ -86,3 +86,19 @@ def test_psychometric_points_and_fitted_curves():
     assert not [ln for ln in ax2.lines if len(ln.get_xdata()) == 200]
     with pytest.raises(ValueError, match="'p'"):
         plot.plot_psychometric(cur.drop_vars("p"))
+
+
+def test_plots_take_real_fixed_points_and_region_codes():
+    from neuroalrnn.analysis import fixed_points, region_codes
+
+    # 1-D linear unit + ReLU unit: a stable point at z = (2, -2) in region 0, others virtual
+    fp = fixed_points({"A": [0.5, 0.5], "W": [[0.0, 0.0], [0.0, 0.0]], "h": [1.0, -1.0], "n_relu": 1},
+                      include_virtual=True)
+    ax = plot.plot_fixed_points(fp, only_real=False)
+    offsets = [c.get_offsets() for c in ax.collections]
+    assert sum(len(o) for o in offsets) == fp.sizes["point"]
+    np.testing.assert_allclose(offsets[0], [[2.0, -2.0]])
+    z = xr.DataArray(np.random.default_rng(0).normal(size=(2, 7, 3)), dims=("trial", "time", "latent"))
+    codes = region_codes(z, 2)
+    ax = plot.plot_region_raster(codes.isel(trial=1))
+    assert ax.images[0].get_array().shape == (2, 7)
