@@ -63,13 +63,13 @@ def bin_spike_times(spike_times: Sequence[np.ndarray], align_times: np.ndarray,
     if n_bins < 1:
         raise ValueError(f"window: ({t0}, {t1}) is shorter than one bin of bin_size={bin_size}")
     rel_edges = t0 + bin_size * np.arange(n_bins + 1)
+    stop = None if stop_times is None else _check_stop(stop_times, align, t0)
     spikes, offsets = _check_spikes(spike_times)
     n_trials, n_units = align.size, offsets.size - 1
     counts = np.zeros((n_trials, n_bins, n_units))
     if n_trials and n_units:
         _bin_kernel(spikes, offsets, align, rel_edges, counts)
-    if stop_times is not None:
-        stop = _check_stop(stop_times, align, t0)
+    if stop is not None:
         ends = align[:, None] + rel_edges[None, 1:]
         past = ends > stop[:, None] + 1e-9 * bin_size
         counts[past] = np.nan
