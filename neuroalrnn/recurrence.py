@@ -16,7 +16,9 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)``: hidden
     ``u = [relu(z); relu(-z)]``, one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU,
     oneDNN on CPU). Constant-alpha forcing of linear units folds into it; per-step alpha or forcing of
-    ReLU units falls back to ``"loop"``. The gradient is lost on states that are exactly 0.
+    ReLU units falls back to ``"loop"``. Because relu'(0) = 0 in both halves, a state that is exactly 0
+    would lose its gradient: when grads are needed and a state (or a ``z0`` that requires grad) is
+    exactly 0, the call is redone with an exact backend (``"numba"`` on CPU, ``"loop"`` elsewhere).
 ``"auto"``
     ``"numba"`` on CPU, ``"rnn"`` on CUDA (``"loop"`` when the case does not fit).
 """
@@ -153,8 +155,18 @@ def _rnn_scan(z0, drive, A, W, n_relu, force=None, alpha=None):
         drive = drive + alpha * (force @ G.T)
     w_ih, w_hh = rnn_identity_weights(A, W, n_relu, n_force, alpha)
     hx = torch.cat([torch.relu(z0), torch.relu(-z0)], dim=1).unsqueeze(0)
-    out, _ = torch._VF.rnn_relu(drive, hx, [w_ih, w_hh], False, 1, 0.0, torch.is_grad_enabled(), False, True)
-    return out[..., :M] - out[..., M:]
+    grad = torch.is_grad_enabled()
+    out, _ = torch._VF.rnn_relu(drive.contiguous(), hx, [w_ih, w_hh], False, 1, 0.0, grad, False, True)
+    states = out[..., :M] - out[..., M:]
+    if grad and states.requires_grad:
+        # relu'(0) = 0 in both halves: a state (or z0) that is exactly 0 would lose its gradient
+        # (common at initialisation: z0 = 0, h = 0, zero inputs). Exactness first: redo those calls.
+        zero = (states.detach() == 0).any()
+        if z0.requires_grad:
+            zero = zero | (z0.detach() == 0).any()
+        if bool(zero):
+            return None
+    return states
 
 
 def _rnn_fits(force, alpha, n_relu, M) -> bool:
@@ -218,5 +230,11 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
 
         return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     if backend == "rnn" and _rnn_fits(force, alpha, n_relu, M):
-        return _rnn_scan(z0, drive, A, W, n_relu, force, alpha)
+        states = _rnn_scan(z0, drive, A, W, n_relu, force, alpha)
+        if states is not None:
+            return states
+        if drive.device.type == "cpu" and drive.dtype in (torch.float32, torch.float64):
+            from neuroalrnn._numba_scan import numba_scan
+
+            return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     return alrnn_scan_reference(z0, drive, A, W, n_relu, force, alpha_bt)

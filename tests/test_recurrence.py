@@ -126,6 +126,21 @@ def test_identity_weights_reproduce_one_step():
     torch.testing.assert_close(u1[:, :M] - u1[:, M:], alrnn_scan_reference(z0, drive[:, :1], A, W, 2)[:, 0])
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_exact_zero_states_keep_their_gradient(backend):
+    """z0 = 0 and zero drive for the first steps give states that are exactly 0 (as at initialisation)."""
+    z0, drive, A, W, _, _ = _problem(2, None, torch.float64)
+    z0 = torch.zeros_like(z0, requires_grad=True)
+    drive = drive.clone()
+    drive[:, :3] = 0
+    drive.requires_grad_()
+    g = torch.randn(3, 7, M, dtype=torch.float64)
+    want = torch.autograd.grad(alrnn_scan_reference(z0, drive, A, W, 2), [z0, drive], g)
+    got = torch.autograd.grad(alrnn_scan(z0, drive, A, W, 2, backend=backend), [z0, drive], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_zero_steps():
     z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
     for backend in CPU_BACKENDS:
