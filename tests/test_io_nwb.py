@@ -141,3 +141,12 @@ def test_nwb_file_left_closed_and_unchanged(tmp_path):
     assert path.read_bytes() == before
     path.unlink()  # nothing holds it open; the dataset lives in memory
     assert float(ds["activity"].sum()) > 0
+
+
+def test_nwb_under_a_misleading_extension(tmp_path):
+    path = write_nwb(tmp_path / "session.mat")
+    assert neuroalrnn.io.sniff(path) == "nwb"
+    ds = neuroalrnn.load(path, bin_size=0.5)
+    assert ds.attrs["source_format"] == "NWB" and ds.sizes["unit"] == 2
+    with pytest.raises(ValueError, match="format='mat' was asked for, but the file is an NWB"):
+        neuroalrnn.load(path, format="mat")

@@ -131,3 +131,10 @@ def test_read_table_format_check(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.arange(3))
     with pytest.raises(ValueError, match="expected a CSV table, but the file is an NPZ"):
         read_table(tmp_path / "x.npz", format="csv")
+
+
+def test_trial_column_becomes_labels():
+    ds = from_table({"trial": np.array([5, 6, 9]), "choice": np.array([1, 0, 1])})
+    assert ds["trial"].values.tolist() == [5, 6, 9]
+    ds = from_table({"trial": np.array([1, 1, 2]), "choice": np.array([1, 0, 1])})
+    assert ds["trial"].values.tolist() == [0, 1, 2] and ds["trial_label"].values.tolist() == [1, 1, 2]

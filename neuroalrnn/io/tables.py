@@ -190,8 +190,13 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
         raise ValueError("dt: the time step (s) of the per-trial signals is needed (give dt=...)")
     kwargs = dict(dt=float(dt), align_event=align_event or "trial_start", t_start=t_start,
                   lengths=lengths) if signal_values else {}
-    ragged = {k: v for k, v in signal_values.items()}
-    return from_arrays(**ragged, trial_coords=coords, trial=np.arange(n), unit=unit, attrs=attrs, **kwargs)
+    trial = np.arange(n)
+    if "trial" in coords:  # a column of trial labels: use it when the labels are unique
+        if len(np.unique(coords["trial"])) == n:
+            trial = coords.pop("trial")
+        else:
+            coords["trial_label"] = coords.pop("trial")
+    return from_arrays(**signal_values, trial_coords=coords, trial=trial, unit=unit, attrs=attrs, **kwargs)
 
 
 def _columns(table):
