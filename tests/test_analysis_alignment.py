@@ -47,3 +47,17 @@ def test_cosines_and_principal_angles():
     assert len(ang) == 1 and np.isclose(ang[0], np.pi / 2)
     with pytest.raises(ValueError, match="different spaces"):
         al.cosine_table([[1.0, 0]], [[1.0, 0, 0]])
+
+
+def test_axes_to_latent_projects_model_states_like_predicted_recordings():
+    from neuroalrnn.analysis.geometry import project
+
+    rng = np.random.default_rng(1)
+    L = xr.DataArray(rng.normal(size=(6, 3)), dims=("unit", "latent"))
+    axes = xr.DataArray(np.linalg.qr(rng.normal(size=(6, 2)))[0].T, dims=("axis", "unit"),
+                        coords={"axis": ["choice", "motion"]})
+    z = xr.DataArray(rng.normal(size=(4, 5, 3)), dims=("trial", "time", "latent"))
+    y = xr.DataArray(np.einsum("ul,ntl->ntu", L.values, z.values), dims=("trial", "time", "unit"))
+    np.testing.assert_allclose(project(z, al.axes_to_latent(axes, L)).values, project(y, axes).values, atol=1e-12)
+    with pytest.raises(ValueError, match="mapping"):
+        al.axes_to_latent(axes, L.isel(unit=slice(0, 4)))

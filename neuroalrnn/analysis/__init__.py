@@ -7,6 +7,6 @@ from neuroalrnn.analysis.cycles import cycles
 from neuroalrnn.analysis.geometry import pca_condition_averages, project, tdr_axes, tdr_coefficients, tdr_trajectories
 from neuroalrnn.analysis.similarity import (cca_correlations, cv_similarity, linear_cka, procrustes_distance, rdm,
                                             rdm_correlation, ridge_map, shuffled_baseline)
-from neuroalrnn.analysis.alignment import (cosine_table, map_directions, principal_angles, slow_mode_alignment,
-                                           slow_modes)
+from neuroalrnn.analysis.alignment import (axes_to_latent, cosine_table, map_directions, principal_angles,
+                                           slow_mode_alignment, slow_modes)
 from neuroalrnn.analysis.behavior import fit_psychometric, psychometric, psychometric_function, signed_contrast

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg
 import xarray as xr
 
-__all__ = ["slow_modes", "cosine_table", "principal_angles", "map_directions", "slow_mode_alignment"]
+__all__ = ["slow_modes", "cosine_table", "principal_angles", "map_directions", "axes_to_latent", "slow_mode_alignment"]
 
 
 def slow_modes(jacobian, n_modes: int = 1, side: str = "left") -> xr.DataArray:
@@ -124,6 +124,41 @@ def map_directions(vectors, mapping, *, side: str = "right") -> np.ndarray:
         raise ValueError(f"side: expected 'left' or 'right', got {side!r}")
     L = L.astype(float)
     return ((np.linalg.pinv(L).T if side == "left" else L) @ V).T
+
+
+def axes_to_latent(axes: xr.DataArray, mapping: xr.DataArray) -> xr.DataArray:
+    """Pull recorded-space axes (axis, unit) back to the model's latent space.
+
+    With recordings predicted as ``y = L z`` (``mapping`` L: (unit, latent),
+    e.g. ``similarity.ridge_map``), the projection ``a . y`` equals
+    ``(L^T a) . z``; the result (axis, latent) lets ``geometry.project`` put
+    model states on the recorded population's TDR axes. Not normalised: the
+    projections keep the recorded scale.
+
+    Examples
+    --------
+    >>> ax = xr.DataArray([[1.0, 0.0, 0.0]], dims=("axis", "unit"), coords={"axis": ["choice"]})
+    >>> L = xr.DataArray([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dims=("unit", "latent"))
+    >>> axes_to_latent(ax, L).values.tolist()
+    [[2.0, 0.0]]
+    """
+    if not isinstance(axes, xr.DataArray) or axes.ndim != 2:
+        raise TypeError("axes: expected a 2-D (axis, unit) DataArray")
+    if not isinstance(mapping, xr.DataArray) or mapping.ndim != 2:
+        raise TypeError("mapping: expected a 2-D (unit, latent) DataArray")
+    udim = mapping.dims[0]
+    if udim not in axes.dims or axes.sizes[udim] != mapping.sizes[udim]:
+        raise ValueError(f"mapping: its first dim {udim!r} ({mapping.sizes[udim]}) must match the axes' "
+                         f"dims {dict(axes.sizes)}")
+    if udim in axes.coords and udim in mapping.coords and not np.array_equal(axes[udim].values, mapping[udim].values):
+        raise ValueError(f"mapping: the {udim!r} labels differ from the axes'")
+    adim = [d for d in axes.dims if d != udim][0]
+    ldim = mapping.dims[1]
+    out = axes.transpose(adim, udim).values @ mapping.values
+    coords = {k: v.variable for k, v in axes.coords.items() if v.dims == (adim,)}
+    if ldim in mapping.coords:
+        coords[ldim] = mapping[ldim].values
+    return xr.DataArray(out, dims=(adim, ldim), coords=coords, name="latent_axes")
 
 
 def slow_mode_alignment(jacobian, directions, *, n_modes: int = 1, side: str = "left",
