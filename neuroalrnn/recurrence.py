@@ -13,14 +13,15 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     a fused compiled loop (CPU, float32/float64) with a hand-written reverse-time adjoint
     (``neuroalrnn._numba_scan``).
 ``"rnn"``
-    the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)``: hidden
-    ``u = [relu(z); relu(-z)]``, one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU,
-    oneDNN on CPU). Constant-alpha forcing of linear units folds into it; per-step alpha or forcing of
-    ReLU units falls back to ``"loop"``. Because relu'(0) = 0 in both halves, a state that is exactly 0
-    would lose its gradient: when grads are needed and a state (or a ``z0`` that requires grad) is
-    exactly 0, the call is redone with an exact backend (``"numba"`` on CPU, ``"loop"`` elsewhere).
+    the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)`` (``neuroalrnn._rnn_identity``):
+    one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU, oneDNN on CPU). Constant-alpha
+    forcing of linear units folds into it; sparse forcing (the same forced steps for all trials) runs
+    one call per interval. Other forcing, and calls where a state is exactly 0 while gradients are
+    needed (relu'(0) = 0 would drop them), are redone with an exact backend (numba on CPU, loop else).
 ``"auto"``
     ``"numba"`` on CPU, ``"rnn"`` on CUDA (``"loop"`` when the case does not fit).
+
+``"rnn"`` is the GPU route; on CPU it is correct but slower than ``"numba"`` (2M hidden units).
 """
 
 from __future__ import annotations
@@ -117,66 +118,6 @@ def alrnn_scan_reference(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor,
     return torch.stack(out, dim=1)
 
 
-def rnn_identity_weights(A: torch.Tensor, W: torch.Tensor, n_relu: int, n_force: int = 0,
-                         alpha=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights of the 2M-unit ReLU RNN equivalent to the AL-RNN (see :func:`alrnn_scan`).
-
-    Returns ``(w_ih, w_hh)``: with hidden ``u = [relu(z); relu(-z)]`` and input ``x_t``,
-    ``u_t = relu(w_ih x_t + w_hh u_{t-1})`` and ``z_t = u_t[:M] - u_t[M:]``; ``x_t`` is the drive
-    (plus ``alpha * L f_t`` under constant-alpha forcing of the first ``n_force`` linear units,
-    ``L = (diag(A) + W_lin)[:, :n_force]``, see ``_rnn_scan``).
-    """
-    M = A.shape[0]
-    n_lin = M - n_relu
-    lin = torch.zeros(M, dtype=A.dtype, device=A.device)
-    lin[:n_lin] = 1
-    G = torch.diag(A) + W * lin  # acts on z through the linear units and A
-    Wr = W * (1 - lin)           # acts on relu(z) of the ReLU units
-    if n_force:
-        keep = torch.ones(M, dtype=A.dtype, device=A.device)
-        keep = torch.cat([(1 - torch.as_tensor(alpha, dtype=A.dtype, device=A.device)).expand(n_force),
-                          keep[n_force:]])
-        G = G * keep
-    K = torch.cat([G + Wr, -G], dim=1)  # z_t = K u_{t-1} + x_t
-    w_hh = torch.cat([K, -K], dim=0)
-    eye = torch.eye(M, dtype=A.dtype, device=A.device)
-    w_ih = torch.cat([eye, -eye], dim=0)
-    return w_ih, w_hh
-
-
-def _rnn_scan(z0, drive, A, W, n_relu, force=None, alpha=None):
-    """The 2M-unit ReLU-RNN identity (one fused recurrent call)."""
-    M = A.shape[0]
-    n_force = 0 if force is None else force.shape[2]
-    if n_force:
-        alpha = torch.as_tensor(alpha, dtype=A.dtype, device=A.device).reshape(())
-        n_lin = M - n_relu
-        G = torch.diag(A)[:, :n_force] + W[:, :n_force] * (torch.arange(n_force, device=A.device) < n_lin)
-        drive = drive + alpha * (force @ G.T)
-    w_ih, w_hh = rnn_identity_weights(A, W, n_relu, n_force, alpha)
-    hx = torch.cat([torch.relu(z0), torch.relu(-z0)], dim=1).unsqueeze(0)
-    grad = torch.is_grad_enabled()
-    out, _ = torch._VF.rnn_relu(drive.contiguous(), hx, [w_ih, w_hh], False, 1, 0.0, grad, False, True)
-    states = out[..., :M] - out[..., M:]
-    if grad and states.requires_grad:
-        # relu'(0) = 0 in both halves: a state (or z0) that is exactly 0 would lose its gradient
-        # (common at initialisation: z0 = 0, h = 0, zero inputs). Exactness first: redo those calls.
-        zero = (states.detach() == 0).any()
-        if z0.requires_grad:
-            zero = zero | (z0.detach() == 0).any()
-        if bool(zero):
-            return None
-    return states
-
-
-def _rnn_fits(force, alpha, n_relu, M) -> bool:
-    if force is None:
-        return True
-    if force.shape[2] > M - n_relu:
-        return False  # forcing a ReLU unit is not linear in the hidden state
-    return alpha is None or torch.as_tensor(alpha).numel() == 1
-
-
 def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.Tensor, n_relu: int,
                force: torch.Tensor | None = None, alpha=None, *, backend: str = "auto") -> torch.Tensor:
     """Run the AL-RNN recurrence over T steps and return the states (batch, T, M) for steps 1..T.
@@ -218,23 +159,21 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     M = A.shape[0]
     if drive.shape[1] == 0:
         return drive.new_zeros(drive.shape) + 0 * z0[:, None, :]  # keeps the autograd graph
+    if backend in ("auto", "rnn") and (backend == "rnn" or drive.device.type != "cpu"):
+        from neuroalrnn._rnn_identity import plan, rnn_scan
+
+        how = plan(force, alpha, alpha_bt, n_relu, M)
+        states = None if how is None else rnn_scan(z0, drive, A, W, n_relu, force, alpha, alpha_bt, how)
+        if states is not None:
+            return states
+        backend = "auto"  # not representable, or exactly-zero states: use an exact backend
     if backend == "auto":
-        if drive.device.type == "cpu":
-            backend = "numba" if drive.dtype in (torch.float32, torch.float64) else "loop"
-        else:
-            backend = "rnn" if _rnn_fits(force, alpha, n_relu, M) else "loop"
+        cpu_float = drive.device.type == "cpu" and drive.dtype in (torch.float32, torch.float64)
+        backend = "numba" if cpu_float else "loop"
     if backend == "numba":
         if drive.device.type != "cpu":
             raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")
         from neuroalrnn._numba_scan import numba_scan
 
         return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
-    if backend == "rnn" and _rnn_fits(force, alpha, n_relu, M):
-        states = _rnn_scan(z0, drive, A, W, n_relu, force, alpha)
-        if states is not None:
-            return states
-        if drive.device.type == "cpu" and drive.dtype in (torch.float32, torch.float64):
-            from neuroalrnn._numba_scan import numba_scan
-
-            return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     return alrnn_scan_reference(z0, drive, A, W, n_relu, force, alpha_bt)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn.recurrence import (_phi, alrnn_scan, alrnn_scan_reference,
-                                   rnn_identity_weights)
+from neuroalrnn._rnn_identity import plan, rnn_identity_weights
+from neuroalrnn.recurrence import _phi, alrnn_scan, alrnn_scan_reference
 
 CPU_BACKENDS = ["numba", "rnn", "loop"]
 M = 5
@@ -138,6 +138,36 @@ def test_exact_zero_states_keep_their_gradient(backend):
     want = torch.autograd.grad(alrnn_scan_reference(z0, drive, A, W, 2), [z0, drive], g)
     got = torch.autograd.grad(alrnn_scan(z0, drive, A, W, 2, backend=backend), [z0, drive], g)
     for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("P,forcing,want", [(2, None, "plain"), (2, "const", "const"), (M, "const", "sparse"),
+                                             (1, "sparse", None), (1, "per-step", None)])
+def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
+    """The equality tests above must exercise the fused identity path, not only its fallbacks."""
+    from neuroalrnn._rnn_identity import rnn_scan
+    from neuroalrnn.recurrence import _broadcast_alpha
+
+    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float64)
+    if force is not None and P == M:
+        alpha = None  # full forcing of ReLU units: not foldable, but sparse (every step forced)
+    a_bt = None if force is None else _broadcast_alpha(alpha, force, 3, 7)
+    how = plan(force, alpha, a_bt, P, M)
+    assert how == want
+    if how is not None:
+        states = rnn_scan(z0, drive, A, W, P, force, alpha, a_bt, how)
+        torch.testing.assert_close(states, alrnn_scan_reference(z0, drive, A, W, P, force, alpha))
+
+
+def test_identity_sparse_forcing_shared_steps():
+    z0, drive, A, W, force, _ = _problem(M, "const", torch.float64)
+    alpha = torch.tensor([0, 0, 1, 0, 0, 1, 0], dtype=torch.float64)  # same forced steps for all trials
+    leaves = [x.clone().requires_grad_() for x in (z0, drive, A, W, force)]
+    out = alrnn_scan(*leaves[:4], M, leaves[4], alpha, backend="rnn")
+    ref = alrnn_scan_reference(*leaves[:4], M, leaves[4], alpha)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(ref, leaves, g)):
         torch.testing.assert_close(a, b)
 
 
