@@ -56,10 +56,16 @@ def plot_region_raster(codes: xr.DataArray, *, n_relu: int | None = None, ax=Non
                   origin="lower", extent=(time[0], time[-1], -0.5, int(P) - 0.5))
         ax.set_ylabel("ReLU unit")
     else:
+        import matplotlib.pyplot as plt
+
         codes = codes.transpose(..., "time")
-        image = np.where(values < 0, np.nan, codes.values.astype(float))
-        ax.imshow(image, aspect="auto", interpolation="nearest", cmap="tab20",
-                  extent=(time[0], time[-1], codes.shape[0] - 0.5, -0.5))
+        image = np.where(codes.values < 0, np.nan, codes.values.astype(float))
+        P = n_relu if n_relu is not None else codes.attrs.get("n_relu")
+        n_codes = 2 ** int(P) if P is not None else int(np.nanmax(image, initial=0)) + 1
+        cmap = plt.get_cmap("tab20", n_codes) if n_codes <= 20 else plt.get_cmap("viridis")
+        im = ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5, vmax=n_codes - 0.5,
+                       extent=(time[0], time[-1], codes.shape[0] - 0.5, -0.5))
+        ax.figure.colorbar(im, ax=ax, label="region code")
         ax.set_ylabel(codes.dims[0])
     ax.set_xlabel("time")
     return ax
