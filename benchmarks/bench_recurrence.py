@@ -23,6 +23,7 @@ import torch
 from neuroalrnn.recurrence import alrnn_scan, alrnn_scan_reference
 
 SIZES = [(16, 200, 20, 2), (64, 200, 64, 8), (16, 1000, 32, 4)]
+CUDA_SIZES = SIZES + [(256, 500, 128, 16)]  # the GPU goal: <= 1.5x of cuDNN nn.RNN here
 
 
 def _sync(device):
@@ -74,7 +75,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (rerun on a GPU machine for the CUDA goals)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -85,7 +86,7 @@ def main(argv=None):
     if device.type == "cpu":
         z = torch.zeros(1, 2, requires_grad=True)
         alrnn_scan(z, torch.zeros(1, 2, 2), torch.zeros(2), torch.zeros(2, 2), 1, backend="numba").sum().backward()
-    for B, T, M, P in SIZES:
+    for B, T, M, P in (CUDA_SIZES if device.type == "cuda" else SIZES):
         both = bench_size(B, T, M, P, device, args.repeats)
         print(f"(B,T,M,P)=({B},{T},{M},{P})")
         for which, idx in (("wall", 0), ("cpu ", 1)):
