@@ -116,7 +116,8 @@ def test_nwb_bad_input(tmp_path):
     with pytest.raises(ValueError, match="units: unit 10 has a negative spike time"):
         read_nwb(write_nwb(tmp_path / "d.nwb", spikes=bad))
     path = write_nwb(tmp_path / "e.nwb", n_speed=300)  # speed ends at 3 s: later trials are not covered
-    with pytest.raises(ValueError, match=r"running_speed: samples cover 0\.0 s to 2\.99 s, but trial 1's window needs 2\.0 s to 3\.5 s"):
+    with pytest.raises(ValueError, match=r"running_speed: samples cover 0\.0 s to 2\.99 s, "
+                                         r"but trial 1's window needs 2\.0 s to 3\.5 s"):
         read_nwb(path, bin_size=0.5)
     with pytest.raises(ValueError, match="'go_time': not a column of the trials table"):
         read_nwb(path, align_event="go_time")
@@ -143,6 +144,7 @@ def test_nwb_file_left_closed_and_unchanged(tmp_path):
     assert float(ds["activity"].sum()) > 0
 
 
+@pytest.mark.filterwarnings("ignore:The file path provided")
 def test_nwb_under_a_misleading_extension(tmp_path):
     path = write_nwb(tmp_path / "session.mat")
     assert neuroalrnn.io.sniff(path) == "nwb"

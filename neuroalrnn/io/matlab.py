@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalrnn.io._sniff import FORMATS, sniff
-from neuroalrnn.schema import from_arrays
+from neuroalrnn.schema import from_arrays, validate
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
                                      f"{int(ds['mask'][t].sum())}")
                 padded[t, : len(a)] = a
             ds[var] = (("trial", "time", f"{var}_index"), padded)
-    return ds
+    return validate(ds)
 
 
 # ---------------------------------------------------------------- spec helpers

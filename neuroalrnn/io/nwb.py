@@ -10,6 +10,7 @@ electrode group and its location become coords on ``unit``) and TimeSeries from
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalrnn.io._sniff import FORMATS, sniff
-from neuroalrnn.schema import from_arrays
+from neuroalrnn.schema import from_arrays, validate
 
 _SKIP_UNIT_COLUMNS = {"spike_times", "obs_intervals", "electrodes", "waveform_mean", "waveform_sd",
                       "waveforms", "spike_amplitudes"}
@@ -82,9 +83,10 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
     if output not in ("counts", "rates"):
         raise ValueError(f"output: expected 'counts' or 'rates', got {output!r}")
     try:
-        with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
-            nwb = io.read()
-            contents = _read_contents(nwb, path)
+        with warnings.catch_warnings():  # the format was found from the content; any extension is fine
+            warnings.filterwarnings("ignore", message="The file path provided", category=UserWarning)
+            with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
+                contents = _read_contents(io.read(), path)
     except (OSError, KeyError) as err:
         raise ValueError(f"{path}: expected {FORMATS['nwb']}, but it cannot be read "
                          f"(truncated or corrupt?): {type(err).__name__}: {err}") from None
@@ -249,7 +251,7 @@ def _build(contents, path, align_event, window, bin_size, stop_event, output, ac
         values = np.where(ds["mask"].values[:, :, None], values, np.nan)
         ds = ds.assign_coords(behavior_channel=labels).assign(
             behavior=(("trial", "time", "behavior_channel"), values))
-    return ds
+    return validate(ds)
 
 
 def _check_extent(align, ids, align_event, units, series):

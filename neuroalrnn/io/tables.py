@@ -20,13 +20,13 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import xarray as xr
 
 from neuroalrnn.io._sniff import FORMATS, sniff
-from neuroalrnn.schema import SIGNALS, from_arrays
+from neuroalrnn.schema import from_arrays
 
 SESSION_COLUMNS = ("session_date", "session_id", "eid", "session_name")
 
