@@ -12,6 +12,7 @@ from neuroalrnn.io.matlab import KOPPE2014_SPEC, MatSpec, load_mat_variable, rea
 def test_koppe2014_acceptance(shared_data):
     path = shared_data / "koppe2014_fmri" / "NBKO_PLRNN_dataset.mat"
     ds = neuroalrnn.load(path, spec=KOPPE2014_SPEC)
+    assert ds.attrs["source"] == "NBKO_PLRNN_dataset.mat"
     assert dict(ds.sizes) == {"trial": 130, "time": 72, "unit": 20, "input": 5, "phase_index": 5}
     assert ds.attrs["dt"] == 1.0 and ds.attrs["time_unit"] == "TR"
     assert ds["input"].values.tolist() == ["1=triangle", "2=square", "3=Instru CRT", "4=Instru CDRT",
@@ -150,8 +151,10 @@ def test_bad_specs(tmp_path, rng):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S")
     with pytest.raises(ValueError, match="ctx: element 0 segment 0: expected a 2-D numeric array"):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S", activity="ctx")
-    with pytest.raises(TypeError, match="give a MatSpec"):
+    with pytest.raises(TypeError, match=r"needs a MatSpec .* the file holds \['S'\]"):
         read_mat(tmp_path / "lab.mat")
+    with pytest.raises(TypeError, match="needs a MatSpec"):
+        neuroalrnn.load(tmp_path / "lab.mat")
 
 
 def test_nan_in_matlab_activity_is_refused(tmp_path):
@@ -169,3 +172,23 @@ def test_reading_does_not_touch_the_file(tmp_path, rng):
     neuroalrnn.load(tmp_path / "lab.mat", variable="S", activity="rates", orientation="time_feature", dt=0.1)
     assert (tmp_path / "lab.mat").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.mat"]
+
+
+def test_koppe_spec_on_a_small_synthetic_file_without_inpcodes(tmp_path, rng):
+    # same layout as the real file (cell of 1x1 structs, cells of segments), no `Inpcodes`
+    Data = np.empty((1, 2), dtype=object)
+    for s in range(2):
+        S = np.zeros((1, 1), dtype=[("X", object), ("Inp", object), ("C_", object)])
+        cells = [np.empty((1, 3), dtype=object) for _ in range(3)]
+        for k in range(3):
+            cells[0][0, k] = rng.normal(size=(4, 6))
+            cells[1][0, k] = (rng.random((5, 6)) > 0.5).astype(float)
+            cells[2][0, k] = np.eye(5)[:, rng.integers(0, 5, 6)]
+        S[0, 0] = tuple(cells)
+        Data[0, s] = S
+    scipy.io.savemat(tmp_path / "mini.mat", {"Data": Data})
+    ds = neuroalrnn.load(tmp_path / "mini.mat", spec=KOPPE2014_SPEC)
+    assert dict(ds.sizes) == {"trial": 6, "time": 6, "unit": 4, "input": 5, "phase_index": 5}
+    assert ds["input"].values.tolist() == [0, 1, 2, 3, 4]
+    raw = scipy.io.loadmat(tmp_path / "mini.mat")["Data"]
+    np.testing.assert_array_equal(ds["inputs"].values[4], raw[0, 1][0, 0]["Inp"][0, 1].T)

@@ -49,7 +49,8 @@ class MatSpec:
         Extra (trial, time, k) signals, e.g. phase labels: field -> variable name;
         the last dim is called ``<name>_index``.
     input_names, unit_names, output_names : str or sequence of str, optional
-        Field holding the names (a cell of strings), or the names themselves.
+        Field holding the names (a cell of strings; integer labels when the file
+        lacks that field), or the names themselves.
     dt : float
         Time step in seconds (or in TRs when ``time_unit='TR'``).
     time_unit : str
@@ -121,7 +122,8 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
     """
     if spec is None:
         if "variable" not in spec_fields:
-            raise TypeError("read_mat: give a MatSpec (`spec=`) or at least `variable=`")
+            raise TypeError(f"{path}: a MATLAB file needs a MatSpec (`spec=`) or at least `variable=` and "
+                            f"a signal field; the file holds {_variables(Path(path))}")
         spec = MatSpec(**spec_fields)
     elif spec_fields:
         spec = MatSpec(**{**spec.__dict__, **spec_fields})
@@ -183,6 +185,20 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
 
 
 # ---------------------------------------------------------------- spec helpers
+
+def _variables(path):
+    try:
+        if sniff(path) == "mat5":
+            import scipy.io
+
+            return [name for name, _, _ in scipy.io.whosmat(path)]
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return [k for k in f if not k.startswith("#")]
+    except Exception:  # only used to enrich an error message
+        return "(unreadable)"
+
 
 def _elements(top, variable):
     if isinstance(top, dict):
@@ -249,8 +265,8 @@ def _names(source, element, arrays, role, spec):
         return None
     n = arrays[0].shape[1]
     names = element.get(source) if isinstance(source, str) else source
-    if names is None:
-        raise ValueError(f"{role} names: field {source!r} not found in {spec.variable}")
+    if names is None:  # a names field that this file lacks: integer labels
+        return None
     if isinstance(names, np.ndarray) and names.dtype == object:
         names = [str(_scalar(v, source, 0)) for v in names.ravel(order="F")]
     elif isinstance(names, str):

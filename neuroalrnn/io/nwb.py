@@ -107,7 +107,9 @@ def _read_contents(nwb, path):
     units = None
     if nwb.units is not None and len(nwb.units) > 0:
         ids = np.asarray(nwb.units.id[:])
-        spikes = [np.asarray(nwb.units["spike_times"][i], dtype=float) for i in range(len(ids))]
+        index = nwb.units.spike_times_index  # one read of the flat times and the per-unit ends
+        ends = np.asarray(index.data[:], dtype=np.int64)
+        spikes = np.split(np.asarray(index.target.data[:], dtype=float), ends[:-1])
         meta = {}
         for name in nwb.units.colnames:
             if name in _SKIP_UNIT_COLUMNS:
