@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_region_raster", "plot_fixed_points", "plot_tdr_trajectories", "plot_psychometric"]
+__all__ = ["plot_region_raster", "plot_fixed_points", "plot_tdr_trajectories", "plot_psychometric",
+           "plot_score_vs_p"]
 
 
 def _axes(ax):
@@ -205,4 +206,44 @@ def plot_psychometric(curves: xr.Dataset, fit: xr.Dataset | None = None, *, ax=N
     ax.set_xlabel(stim), ax.set_ylabel(f"P({curves.attrs.get('choice', 'choice')} = "
                                       f"{curves.attrs.get('positive', '')})")
     ax.set_ylim(-0.02, 1.02), ax.legend(title=by, fontsize="small")
+    return ax
+
+
+def plot_score_vs_p(results_summary: xr.Dataset, *, ax=None, label: str = "held-out score"):
+    """Mean held-out score (+- SEM) against the number of ReLU units P.
+
+    ``results_summary`` from ``neuroalrnn.compare.summarize``. Models with an ``n_relu``
+    coord are drawn as error bars against P (joined by a line); models without one (NaN,
+    e.g. a GRU baseline) as horizontal lines with their SEM band.
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import xarray as xr
+    >>> s = xr.Dataset({"mean": ("model", [0.6, 0.8, 0.8, 0.7]), "sem": ("model", [0.02, 0.01, 0.01, 0.02])},
+    ...                coords={"model": ["P=0", "P=2", "P=8", "gru"], "n_relu": ("model", [0, 2, 8, float("nan")])})
+    >>> ax = plot_score_vs_p(s)
+    >>> len(ax.containers), ax.get_xlabel()
+    (1, 'P (ReLU units)')
+    """
+    for name in ("mean", "sem"):
+        if name not in results_summary:
+            raise ValueError(f"results_summary: missing variable {name!r} (expected compare.summarize output)")
+    if "n_relu" not in results_summary.coords:
+        raise ValueError("results_summary: missing the 'n_relu' coord on 'model'")
+    ax = _axes(ax)
+    p = results_summary["n_relu"].values.astype(float)
+    mean, sem = results_summary["mean"].values, results_summary["sem"].values
+    has_p = np.isfinite(p)
+    order = np.argsort(p[has_p])
+    if has_p.any():
+        ax.errorbar(p[has_p][order], mean[has_p][order], yerr=np.nan_to_num(sem[has_p][order]), fmt="o-",
+                    color="C0", capsize=3, label="AL-RNN")
+    for i, j in enumerate(np.flatnonzero(~has_p)):
+        color = f"C{i + 1}"
+        ax.axhline(mean[j], color=color, ls="--", label=str(results_summary["model"].values[j]))
+        if np.isfinite(sem[j]):
+            ax.axhspan(mean[j] - sem[j], mean[j] + sem[j], color=color, alpha=0.15)
+    ax.set_xlabel("P (ReLU units)"), ax.set_ylabel(label)
+    ax.legend(fontsize=8)
     return ax
