@@ -16,6 +16,7 @@ import contextlib
 import numpy as np
 import torch
 from numba import njit
+from torch.autograd.function import once_differentiable
 
 
 @njit(cache=True)
@@ -144,6 +145,7 @@ class _NumbaScan(torch.autograd.Function):
         return states_tm.transpose(0, 1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         z0, A, W, states_tm = ctx.saved_tensors
         f, a = ctx.arrays

@@ -226,7 +226,16 @@ class ALRNN(nn.Module):
         """Run over ``inputs`` (B, T, K) from ``z0`` (B, M; default 0).
 
         Returns ``(states (B, T, M), outputs (B, T, O))`` for steps 1..T. ``force``/``alpha`` are passed
-        to :func:`neuroalrnn.recurrence.alrnn_scan` (teacher forcing of the first N units).
+        to :func:`neuroalrnn.recurrence.alrnn_scan` (teacher forcing of the first N units), with the
+        model's ``backend``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = ALRNN(4, 1, n_inputs=2, n_outputs=1, seed=0)
+        >>> states, y = m(torch.randn(3, 6, 2), force=torch.zeros(3, 6, 1), alpha=0.5)
+        >>> tuple(y.shape)
+        (3, 6, 1)
         """
         x = self._check_inputs(inputs)
         z0 = self._check_z0(z0, x.shape[0])
@@ -259,7 +268,13 @@ class ALRNN(nn.Module):
         return alrnn_scan(z0, drive, self.A, self.W, self.n_relu, backend=self.backend)
 
     def params_numpy(self) -> dict:
-        """Parameters as float64 numpy arrays: dict(A, W, h, C, B, b)."""
+        """Parameters as float64 numpy arrays (copies): dict(A, W, h, C, B, b).
+
+        Examples
+        --------
+        >>> sorted(ALRNN(3, 1, seed=0).params_numpy())
+        ['A', 'B', 'C', 'W', 'b', 'h']
+        """
         return {n: getattr(self, n).detach().cpu().to(torch.float64).numpy().copy() for n in _PARAMS}
 
     def hyper_params(self) -> dict:

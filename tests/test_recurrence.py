@@ -171,6 +171,16 @@ def test_identity_sparse_forcing_shared_steps():
         torch.testing.assert_close(a, b)
 
 
+def test_numba_refuses_double_backward():
+    """The hand-written adjoint is first order: asking for a graph through it must fail loudly."""
+    z0, drive, A, W, _, _ = _problem(1, None, torch.float64)
+    W = W.clone().requires_grad_()
+    (gW,) = torch.autograd.grad(alrnn_scan(z0, drive, A, W, 1, backend="numba").square().sum(), W,
+                                create_graph=True)
+    with pytest.raises(RuntimeError):
+        gW.sum().backward()
+
+
 def test_zero_steps():
     z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
     for backend in CPU_BACKENDS:
