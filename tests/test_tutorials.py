@@ -31,6 +31,7 @@ def test_01_loading_data():
                for out in cell.get("outputs", []))  # the PSTH figure was drawn
 
 
+@pytest.mark.slow
 def test_02_stimulus_selection(monkeypatch):
     monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
     nb = run_notebook(TUTORIALS / "02_stimulus_selection.ipynb")
@@ -38,3 +39,14 @@ def test_02_stimulus_selection(monkeypatch):
     assert "ideal observer: overall" in text and "held-out accuracy per P" in text
     images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
     assert images >= 3  # a trial, accuracy against P, psychometric curves
+
+
+def test_05_cross_validated_comparison(monkeypatch):
+    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
+    nb = run_notebook(TUTORIALS / "05_cross_validated_comparison.ipynb")
+    text = _outputs(nb)
+    assert "held-out accuracy per model" in text and "P=2 - P=0" in text
+    assert "rerun identical: True" in text
+    assert "Dask results identical to the local run: True" in text
+    assert any(out.get("data", {}).get("image/png") for cell in nb.cells
+               for out in cell.get("outputs", []))  # accuracy against P

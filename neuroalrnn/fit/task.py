@@ -189,8 +189,10 @@ def fit_task(model: torch.nn.Module, ds: xr.Dataset, *, loss: str = "mse", val_f
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds: expected a TrialDataset (xarray.Dataset), got {type(ds).__name__}")
     if val is None:
-        tr_idx, va_idx = split_trials(ds.sizes["trial"] if isinstance(ds, xr.Dataset) else 0, val_fraction, seed)
+        tr_idx, va_idx = split_trials(ds.sizes["trial"], val_fraction, seed)
         train_ds = ds.isel(trial=tr_idx)
         val_ds = ds.isel(trial=va_idx) if len(va_idx) else None
     else:
