@@ -63,7 +63,7 @@ def test_tdr_qr_order_keeps_first_axis():
 
 def test_tdr_coefficients_match_sklearn_on_ragged_trials():
     ds, _, _ = planted(n_trials=120, ragged=True, seed=3)
-    beta = geo.tdr_coefficients(ds, REGS)
+    beta = geo.tdr_coefficients(ds, REGS, min_trials=6)
     t = ds.sizes["time"] - 1  # the last step: only some trials valid
     ok = ds["mask"].values[:, t]
     assert 0 < ok.sum() < ds.sizes["trial"]
@@ -71,6 +71,25 @@ def test_tdr_coefficients_match_sklearn_on_ragged_trials():
                          np.where(ds["context"].values == "motion", 1.0, -1.0)])
     ref = LinearRegression().fit(F[ok], ds["activity"].values[ok, t]).coef_.T
     np.testing.assert_allclose(beta.values[:, t], ref, atol=1e-8)
+
+
+def test_tdr_ignores_sparse_ragged_tails():
+    ds, d, peaks = planted(n_trials=300, noise=0.5, seed=4)
+    act = ds["activity"].values.copy()
+    n_time = act.shape[1]
+    lengths = np.where(np.arange(300) < 20, n_time, n_time - 2)  # only 20 trials reach the end
+    rng = np.random.default_rng(0)
+    act[:20, -2:] += 30 * rng.normal(size=(20, 2, act.shape[2]))  # a loud, unrepresentative tail
+    act[20:, -2:] = np.nan
+    tail = ds.assign(activity=(("trial", "time", "unit"), act),
+                     mask=(("trial", "time"), np.arange(n_time)[None] < lengths[:, None]))
+    axes = geo.tdr_axes(tail, REGS)
+    assert np.all(axes["time_of_max"].values < (n_time - 2) * 0.1 - 1e-9)
+    assert np.isnan(geo.tdr_coefficients(tail, REGS).values[:, -2:]).all()
+    loud = geo.tdr_axes(tail, REGS, min_trials=10)  # allowing the tail lets noise win
+    assert np.any(loud["time_of_max"].values >= (n_time - 2) * 0.1 - 1e-9)
+    with pytest.raises(ValueError, match="min_trials"):
+        geo.tdr_axes(tail, REGS, min_trials=2)
 
 
 def test_tdr_bad_input():

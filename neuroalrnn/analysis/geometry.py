@@ -115,8 +115,8 @@ def _encode(values, name):
     return np.where(values == levels[1], 1.0, -1.0), levels.tolist()
 
 
-def tdr_coefficients(x, regressors: Sequence[str], *, window: tuple[float, float] | None = None
-                     ) -> xr.DataArray:
+def tdr_coefficients(x, regressors: Sequence[str], *, window: tuple[float, float] | None = None,
+                     min_trials: int | None = None) -> xr.DataArray:
     """Per-unit, per-time linear regression of activity on trial variables.
 
     Fits r_{i,t}(k) = sum_v beta_{v,i,t} F_v(k) + beta_{0,i,t} over trials k with
@@ -124,6 +124,10 @@ def tdr_coefficients(x, regressors: Sequence[str], *, window: tuple[float, float
     as they are; a categorical coord with two levels is coded -1/+1 (the
     second level in sorted order is +1, recorded in ``attrs['levels']``).
     With ``window=(t0, t1)`` the activity is first averaged over that time span.
+    Steps with fewer than ``min_trials`` valid trials (default: half the
+    trials, at least the number of coefficients + 1) are left NaN, so the
+    noisy tails of ragged trials cannot win the max-norm choice of
+    ``tdr_axes``.
 
     Returns a (regressor, time, feature) DataArray.
 
@@ -154,16 +158,21 @@ def tdr_coefficients(x, regressors: Sequence[str], *, window: tuple[float, float
             raise ValueError(f"window: {window} contains no time bin (time spans {t.min()}..{t.max()})")
         sig = sig.isel(time=sel).mean("time", skipna=True).expand_dims(time=[float(np.mean(t[sel]))], axis=1)
     values = sig.values
+    floor = F.shape[1] + 1
+    if min_trials is None:
+        min_trials = max(floor, int(np.ceil(0.5 * len(F))))
+    elif min_trials < floor:
+        raise ValueError(f"min_trials: expected at least {floor} (coefficients + 1), got {min_trials}")
     beta = np.full((len(regressors), values.shape[1], values.shape[2]), np.nan)
     for t in range(values.shape[1]):
         ok = np.all(np.isfinite(values[:, t]), axis=1)
-        if ok.sum() <= F.shape[1] or np.linalg.matrix_rank(F[ok]) < F.shape[1]:
+        if ok.sum() < min_trials or np.linalg.matrix_rank(F[ok]) < F.shape[1]:
             continue  # too few (or degenerate) trials at this step: leave NaN
         coef, *_ = np.linalg.lstsq(F[ok], values[ok, t], rcond=None)
         beta[:, t] = coef[:-1]
     if np.isnan(beta).all():
         raise ValueError(f"regressors {regressors}: the design is rank deficient or there are too few "
-                         f"valid trials (need more than {F.shape[1]} per time step)")
+                         f"valid trials (need {min_trials} per time step)")
     fdim = _feature_dim(sig)
     coords = {"regressor": regressors, "time": sig["time"].values}
     coords.update({k: v.variable for k, v in sig.coords.items() if v.dims == (fdim,)})
@@ -174,11 +183,12 @@ def tdr_coefficients(x, regressors: Sequence[str], *, window: tuple[float, float
 
 def tdr_axes(x, regressors: Sequence[str], *, n_pcs: int | None = None,
              by: Sequence[str] | None = None, window: tuple[float, float] | None = None,
-             orthogonalize: bool = True) -> xr.DataArray:
+             min_trials: int | None = None, orthogonalize: bool = True) -> xr.DataArray:
     """Task-related axes by targeted dimensionality reduction (Mante et al. 2013).
 
     1. Regress every unit's activity on the ``regressors`` at every time step
-       (``tdr_coefficients``), or once on the mean over ``window``.
+       (``tdr_coefficients``, steps with at least ``min_trials`` valid
+       trials), or once on the mean over ``window``.
     2. Optionally denoise: project the coefficient vectors onto the first
        ``n_pcs`` principal components of the condition-averaged activity
        (conditions = unique values of ``by``, default the regressors).
@@ -198,7 +208,7 @@ def tdr_axes(x, regressors: Sequence[str], *, n_pcs: int | None = None,
     >>> np.abs(tdr_axes(x, ["choice", "coh"]).values).round(3).tolist()
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     """
-    beta = tdr_coefficients(x, regressors, window=window)
+    beta = tdr_coefficients(x, regressors, window=window, min_trials=min_trials)
     fdim = beta.dims[2]
     b = beta.values
     if n_pcs is not None:
