@@ -152,3 +152,23 @@ def test_nwb_under_a_misleading_extension(tmp_path):
     assert ds.attrs["source_format"] == "NWB" and ds.sizes["unit"] == 2
     with pytest.raises(ValueError, match="format='mat' was asked for, but the file is an NWB"):
         neuroalrnn.load(path, format="mat")
+
+
+def test_nwb_unit_locations_from_the_electrodes_table(tmp_path):
+    nwb = NWBFile(session_description="e", identifier="e", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.add_trial(start_time=0.0, stop_time=1.0)
+    nwb.add_trial(start_time=1.0, stop_time=2.0)
+    group = nwb.create_electrode_group("shank0", description="d", location="HPC",
+                                       device=nwb.create_device("probe"))
+    for loc in ["CA1", "CA3", "DG"]:
+        nwb.add_electrode(group=group, location=loc)
+    nwb.add_unit(spike_times=[0.1, 0.5, 1.7], electrodes=[2], id=3)
+    nwb.add_unit(spike_times=[0.2, 1.05], electrodes=[0, 1], id=4)
+    with NWBHDF5IO(str(tmp_path / "e.nwb"), "w") as io:
+        io.write(nwb)
+    ds = read_nwb(tmp_path / "e.nwb", bin_size=0.5)
+    assert ds["unit"].values.tolist() == [3, 4]
+    assert ds["location"].values.tolist() == ["DG", "CA1"]
+    assert ds["electrode_group"].values.tolist() == ["shank0", "shank0"]
+    np.testing.assert_array_equal(ds["activity"].sel(unit=3).values, [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(ds["activity"].sel(unit=4).values, [[1, 0], [1, 0]])

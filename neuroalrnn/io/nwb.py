@@ -65,7 +65,8 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
     -----
     A TimeSeries is averaged over the samples inside each bin; a bin holding no
     sample gets the linear interpolation at its centre. Events outside the
-    recording (the span of the spike times and series), trials whose stop
+    recording (from the session start, 0 s, to the last spike or series
+    sample), trials whose stop
     precedes their start, negative or unsorted spike times and series whose
     samples do not cover a trial's window raise a ``ValueError``.
 
@@ -122,6 +123,7 @@ def _read_contents(nwb, path):
             values = _scalar_column(nwb.units, name)
             if values is not None:
                 meta[name] = values
+        meta.update({k: v for k, v in _electrode_meta(nwb).items() if k not in meta})
         units = {"id": ids, "spikes": spikes, "meta": meta}
     series = {}
     for where, obj in _all_series(nwb):
@@ -136,6 +138,26 @@ def _read_contents(nwb, path):
         series[name] = {"times": times, "data": data.reshape(len(data), -1), "unit": str(obj.unit)}
     return {"trials": trials, "units": units, "series": series,
             "identifier": str(nwb.identifier), "session_id": str(nwb.session_id or "")}
+
+
+def _electrode_meta(nwb):
+    """Location and group of each unit's first electrode (units table ``electrodes`` column)."""
+    if "electrodes" not in nwb.units.colnames or nwb.electrodes is None:
+        return {}
+    index = nwb.units.electrodes_index
+    ends = np.asarray(index.data[:], dtype=np.int64)
+    rows = np.asarray(index.target.data[:], dtype=np.int64)
+    starts = np.r_[0, ends[:-1]]
+    if (ends <= starts).any():
+        return {}  # a unit without electrodes: no single value per unit
+    first = rows[starts]
+    meta = {"electrode": np.asarray(nwb.electrodes.id[:])[first]}
+    for column, name in (("location", "location"), ("group_name", "electrode_group")):
+        if column in nwb.electrodes.colnames:
+            values = _scalar_column(nwb.electrodes, column)
+            if values is not None:
+                meta[name] = values[first]
+    return meta
 
 
 def _scalar_column(table, name):
@@ -279,12 +301,12 @@ def _check_extent(align, ids, align_event, units, series):
             lows.append(t[0]), highs.append(t[-1])
     if not lows:
         return
-    lo, hi = min(lows), max(highs)
+    lo, hi = min(0.0, min(lows)), max(highs)  # NWB times count from the session start (0 s)
     out = (align < lo) | (align > hi)
     if out.any():
         i = int(np.argmax(out))
         raise ValueError(f"{align_event}: trial {ids[i]} at {align[i]} s lies outside the recording "
-                         f"({lo} s to {hi} s, the span of the spike times and time series)")
+                         f"({lo} s to {hi} s: session start to the last spike or sample)")
 
 
 def _bin_units(units, align, window, bin_size, output):
