@@ -7,8 +7,8 @@ whole time loop. The first step of each call is done with plain torch ops, so th
 respect to the initial state is exact. Forcing:
 
 * constant alpha on linear units (N <= M - P) folds into ``K`` and an extra input term;
-* sparse forcing (alpha in {0, 1}, the same forced steps for every trial) restarts the recurrence at
-  each forced step: one fused call per interval;
+* sparse forcing (few steps with alpha != 0; any alpha values, per trial) restarts the recurrence
+  at each such step, mixing each trial with its own alpha: one fused call per interval;
 * anything else is not handled here (``plan`` returns None and the caller uses another backend).
 
 Because relu'(0) = 0 in both halves, a state that is exactly 0 would lose its gradient. When
@@ -55,15 +55,20 @@ def rnn_identity_weights(A: torch.Tensor, W: torch.Tensor, n_relu: int, n_force:
 
 
 def plan(force, alpha, alpha_bt, n_relu: int, M: int) -> str | None:
-    """'plain', 'const' or 'sparse' when this backend can run the case exactly, else None."""
+    """'plain', 'const' or 'sparse' when this backend can run the case well, else None.
+
+    'sparse' restarts the fused call at every step where any trial is forced (alpha != 0), mixing
+    each trial with its own alpha there: exact for any alpha, worthwhile when those steps are few
+    (at most a quarter of them).
+    """
     if force is None:
         return "plain"
     if (alpha is None or torch.as_tensor(alpha).numel() == 1) and force.shape[2] <= M - n_relu:
         return "const"
-    a = alpha_bt.detach()
-    if bool(((a == 0) | (a == 1)).all()) and bool((a == a[:1]).all()):
-        return "sparse"
-    return None
+    if alpha_bt.requires_grad:
+        return None  # d/dalpha is not 0 where alpha is 0: every step would need the mixing
+    n_on = int((alpha_bt.detach() != 0).any(0).sum())
+    return "sparse" if n_on <= alpha_bt.shape[1] // 4 else None
 
 
 def _first_step(z0, drive0, A, W, n_lin, force0=None, alpha=None):
@@ -100,13 +105,14 @@ def _segment(z0, drive, A, W, n_relu, force=None, alpha=None):
 def rnn_scan(z0, drive, A, W, n_relu, force, alpha, alpha_bt, how: str):
     """Run the identity backend (``how`` from :func:`plan`); None when an exact redo is needed."""
     if how == "sparse":
-        forced = alpha_bt[0].detach().cpu().bool().tolist()
         T, N = drive.shape[1], force.shape[2]
-        starts = [0] + [t for t in range(1, T) if forced[t]] + [T]
+        on = (alpha_bt.detach() != 0).any(0).cpu().tolist()
+        starts = [0] + [t for t in range(1, T) if on[t]] + [T]
         prev, pieces = z0, []
         for s, e in zip(starts[:-1], starts[1:]):
-            if forced[s]:
-                prev = torch.cat([force[:, s], prev[:, N:]], dim=1)
+            if on[s]:
+                a = alpha_bt[:, s, None]
+                prev = torch.cat([(1 - a) * prev[:, :N] + a * force[:, s], prev[:, N:]], dim=1)
             seg = _segment(prev, drive[:, s:e], A, W, n_relu)
             pieces.append(seg)
             prev = seg[:, -1]

@@ -15,8 +15,8 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
 ``"rnn"``
     the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)`` (``neuroalrnn._rnn_identity``):
     one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU, oneDNN on CPU). Constant-alpha
-    forcing of linear units folds into it; sparse forcing (the same forced steps for all trials) runs
-    one call per interval. Other forcing, and calls where a state is exactly 0 while gradients are
+    forcing of linear units folds into it; sparse forcing (few forced steps) runs one call per
+    interval. Other forcing, and calls where a state is exactly 0 while gradients are
     needed (relu'(0) = 0 would drop them), are redone with an exact backend (numba on CPU, loop else).
 ``"auto"``
     ``"numba"`` on CPU, ``"rnn"`` on CUDA (``"loop"`` when the case does not fit).

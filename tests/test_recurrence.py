@@ -141,17 +141,27 @@ def test_exact_zero_states_keep_their_gradient(backend):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("P,forcing,want", [(2, None, "plain"), (2, "const", "const"), (M, "const", "sparse"),
-                                             (1, "sparse", None), (1, "per-step", None)])
+def _sparse_alpha(dtype):
+    """Per-trial forcing at few steps, with alpha values other than 1 (as with ragged masks)."""
+    alpha = torch.zeros(3, 12, dtype=dtype)
+    alpha[:, 4] = torch.tensor([0.7, 0.0, 1.0], dtype=dtype)
+    alpha[1:, 9] = 0.3
+    return alpha
+
+
+@pytest.mark.parametrize("P,forcing,want", [(2, None, "plain"), (2, "const", "const"), (M, "const", None),
+                                             (1, "per-step", None), (M, "few", "sparse"), (1, "few", "sparse")])
 def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
-    """The equality tests above must exercise the fused identity path, not only its fallbacks."""
+    """The equality tests must exercise the fused identity path, not only its fallbacks."""
     from neuroalrnn._rnn_identity import rnn_scan
     from neuroalrnn.recurrence import _broadcast_alpha
 
-    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float64)
-    if force is not None and P == M:
-        alpha = None  # full forcing of ReLU units: not foldable, but sparse (every step forced)
-    a_bt = None if force is None else _broadcast_alpha(alpha, force, 3, 7)
+    z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float64, T=12)
+    if forcing == "few":
+        alpha = _sparse_alpha(torch.float64)
+    elif P == M and force is not None:
+        alpha = None  # full forcing of ReLU units at every step: not foldable, not sparse
+    a_bt = None if force is None else _broadcast_alpha(alpha, force, 3, 12)
     how = plan(force, alpha, a_bt, P, M)
     assert how == want
     if how is not None:
@@ -159,16 +169,29 @@ def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
         torch.testing.assert_close(states, alrnn_scan_reference(z0, drive, A, W, P, force, alpha))
 
 
-def test_identity_sparse_forcing_shared_steps():
-    z0, drive, A, W, force, _ = _problem(M, "const", torch.float64)
-    alpha = torch.tensor([0, 0, 1, 0, 0, 1, 0], dtype=torch.float64)  # same forced steps for all trials
-    leaves = [x.clone().requires_grad_() for x in (z0, drive, A, W, force)]
-    out = alrnn_scan(*leaves[:4], M, leaves[4], alpha, backend="rnn")
-    ref = alrnn_scan_reference(*leaves[:4], M, leaves[4], alpha)
+@pytest.mark.parametrize("P", [1, M])
+@pytest.mark.parametrize("alpha_grad", [False, True])
+def test_identity_sparse_forcing_grads(P, alpha_grad):
+    """Sparse per-interval path; with alpha requiring grad (d/dalpha != 0 where alpha = 0) it falls back."""
+    z0, drive, A, W, force, _ = _problem(P, "const", torch.float64, T=12)
+    alpha = _sparse_alpha(torch.float64).requires_grad_(alpha_grad)
+    leaves = [x.clone().requires_grad_() for x in (z0, drive, A, W, force)] + [alpha] * alpha_grad
+    out = alrnn_scan(*leaves[:4], P, leaves[4], alpha, backend="rnn")
+    ref = alrnn_scan_reference(*leaves[:4], P, leaves[4], alpha)
     torch.testing.assert_close(out, ref)
     g = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(ref, leaves, g)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_constant_alpha_tensor_gets_its_gradient(backend):
+    z0, drive, A, W, force, _ = _problem(2, "const", torch.float64)
+    alpha = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 7, M, dtype=torch.float64)
+    (want,) = torch.autograd.grad(alrnn_scan_reference(z0, drive, A, W, 2, force, alpha), alpha, g)
+    (got,) = torch.autograd.grad(alrnn_scan(z0, drive, A, W, 2, force, alpha, backend=backend), alpha, g)
+    torch.testing.assert_close(got, want)
 
 
 def test_numba_refuses_double_backward():
