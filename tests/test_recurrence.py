@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from neuroalrnn._rnn_identity import plan, rnn_identity_weights
+from neuroalrnn.model import ALRNN
 from neuroalrnn.recurrence import _phi, alrnn_scan, alrnn_scan_reference
 
 CPU_BACKENDS = ["numba", "rnn", "loop"]
@@ -211,9 +212,11 @@ def test_zero_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
-@pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse")])
+@pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse"), (M, "few")])
 def test_cuda_auto_backend_matches_reference(P, forcing):
-    z0, drive, A, W, force, alpha = _problem(P, forcing, torch.float32)
+    z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float32, T=12)
+    if forcing == "few":
+        alpha = _sparse_alpha(torch.float32)
     cuda = [x.cuda().requires_grad_() for x in (z0, drive, A, W)]
     cpu = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
     a = alpha.cuda() if isinstance(alpha, torch.Tensor) else alpha
@@ -223,6 +226,15 @@ def test_cuda_auto_backend_matches_reference(P, forcing):
     g = torch.randn_like(ref)
     for x, y in zip(torch.autograd.grad(out, cuda, g.cuda()), torch.autograd.grad(ref, cpu, g)):
         torch.testing.assert_close(x.cpu(), y, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
+def test_cuda_model_device_auto():
+    m = ALRNN(6, 2, 3, 1, seed=0, device="auto")
+    assert m.A.is_cuda
+    x = torch.randn(2, 5, 3)
+    cpu = ALRNN.from_params(**m.params_numpy(), n_relu=2, dtype=torch.float32)
+    torch.testing.assert_close(m(x)[1].cpu(), cpu(x)[1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs,match", [
