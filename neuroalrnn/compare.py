@@ -1,0 +1,308 @@
+"""Cross-validated comparisons of models on a TrialDataset, locally or on Dask.
+
+``compare`` fits every model on every training fold with every seed (one fit per task,
+run by :func:`neuroalrnn._sweep.run_tasks`: in-process, on a ``LocalCluster`` when
+``n_jobs > 1``, or on a given Dask scheduler) and returns the held-out scores as an
+``xarray.Dataset`` with dims (model, fold, seed). ``summarize`` gives the mean and SEM per
+model and paired tests between models on the same (fold, seed) pairs.
+
+The score is the estimator's ``score`` on the held-out trials: choice accuracy at the
+response epoch for choice tasks, else negative masked MSE (task estimators); negative
+n-step prediction error (teacher forcing). Higher is better for all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, clone
+
+from neuroalrnn._sweep import run_tasks
+from neuroalrnn.estimators import (ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator,
+                                   Trials)
+from neuroalrnn.schema import validate
+
+FAMILIES = {"alrnn": ALRNNTaskEstimator, "gru": GRUTaskEstimator, "teacher_forcing": ALRNNTeacherForcingEstimator}
+_NOT_IN_KEY = ("device", "progress")  # parameters that do not change a result's identity
+
+
+def make_estimator(spec, ds: xr.Dataset | None = None, name: str = "model") -> BaseEstimator:
+    """An unfitted estimator from an estimator, a family name or a dict of parameters.
+
+    A dict may name its ``family`` (one of ``FAMILIES``: "alrnn" task training, "gru"
+    baseline, "teacher_forcing"); without one it is "alrnn" when ``ds`` has targets, else
+    "teacher_forcing". The other keys are the estimator's parameters.
+
+    Examples
+    --------
+    >>> make_estimator({"family": "gru", "n_units": 4}).n_units
+    4
+    >>> make_estimator("alrnn").n_relu
+    2
+    """
+    if isinstance(spec, BaseEstimator):
+        if not (hasattr(spec, "fit") and hasattr(spec, "score")):
+            raise TypeError(f"models[{name!r}]: the estimator needs fit and score methods")
+        return clone(spec)
+    if isinstance(spec, str):
+        spec = {"family": spec}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"models[{name!r}]: expected an estimator, a family name {sorted(FAMILIES)} or a dict "
+                        f"of parameters, got {type(spec).__name__}")
+    params = dict(spec)
+    default = "alrnn" if ds is None or "targets" in ds.data_vars else "teacher_forcing"
+    family = params.pop("family", default)
+    if family not in FAMILIES:
+        raise ValueError(f"models[{name!r}]: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
+    cls = FAMILIES[family]
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"models[{name!r}]: unknown parameters {unknown} for {cls.__name__}; "
+                         f"expected some of {sorted(valid)}")
+    return cls(**params)
+
+
+def make_folds(n_trials: int, cv=5, groups=None, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) trial-index pairs from an int or a scikit-learn splitter.
+
+    An int gives ``GroupKFold`` when ``groups`` is given, else a shuffled ``KFold`` (seeded).
+
+    Examples
+    --------
+    >>> [len(test) for _, test in make_folds(10, cv=5)]
+    [2, 2, 2, 2, 2]
+    >>> make_folds(6, cv=3, groups=[0, 0, 1, 1, 1, 1])
+    Traceback (most recent call last):
+    ...
+    ValueError: cv: 3 folds but only 2 distinct groups; use at most 2 folds
+    """
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (n_trials,):
+            raise ValueError(f"groups: expected one value per trial ({n_trials}), got shape {groups.shape}")
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"cv: expected at least 2 folds, got {cv}")
+        cv = GroupKFold(n_splits=int(cv)) if groups is not None else KFold(int(cv), shuffle=True, random_state=seed)
+    elif isinstance(cv, str) or not hasattr(cv, "split"):
+        raise TypeError(f"cv: expected an int or a scikit-learn splitter (KFold, GroupKFold, ...), "
+                        f"got {type(cv).__name__}")
+    n_splits = getattr(cv, "n_splits", None)
+    if groups is not None and n_splits is not None and n_splits > len(np.unique(groups)):
+        raise ValueError(f"cv: {n_splits} folds but only {len(np.unique(groups))} distinct groups; "
+                         f"use at most {len(np.unique(groups))} folds")
+    if n_splits is not None and n_splits > n_trials:
+        raise ValueError(f"cv: {n_splits} folds but only {n_trials} trials")
+    try:
+        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(np.zeros(n_trials), groups=groups)]
+    except ValueError as error:
+        raise ValueError(f"cv: cannot split {n_trials} trials: {error}") from None
+    if not folds:
+        raise ValueError("cv: the splitter gave no folds")
+    return folds
+
+
+def _fingerprint(*arrays) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def _fit_score(task: dict, shared: dict) -> dict:
+    """One sweep task: fit a clone on the training fold, score it on the test fold."""
+    est = clone(shared["estimators"][task["model"]]).set_params(seed=task["seed"])
+    if shared.get("device") is not None:
+        est.set_params(device=shared["device"])
+    train, test = shared["folds"][task["fold"]]
+    trials = Trials(shared["data"])
+    start = time.perf_counter()
+    est.fit(trials[train])
+    fit_time = time.perf_counter() - start
+    return {"score": float(est.score(trials[test])), "fit_time": fit_time,
+            "n_train": int(len(train)), "n_test": int(len(test))}
+
+
+def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0,), scheduler=None,
+            n_jobs: int = 1, results_dir=None, device: str | None = None, progress: bool = False) -> xr.Dataset:
+    """Cross-validated held-out scores of several models, with dims (model, fold, seed).
+
+    Parameters
+    ----------
+    ds : TrialDataset or Trials
+    models : mapping name -> estimator, family name or dict of parameters
+        See :func:`make_estimator` (e.g. ``{"P=0": {"n_relu": 0}, "gru": "gru"}``).
+    cv : int or scikit-learn splitter
+        An int gives ``GroupKFold`` when ``groups`` is given, else a shuffled ``KFold``.
+    groups : str or array, optional
+        A trial coord name (e.g. ``"session"``) or one group label per trial.
+    seeds : sequence of int
+        Model seeds (initialisation and batches); every seed is fitted on every fold.
+    scheduler : None, str or distributed.Client
+        None: in-process (``n_jobs == 1``) or a LocalCluster of ``n_jobs`` processes; a
+        scheduler address or Client: run there. ``ConnectionError`` within ~5 s when an
+        address does not answer.
+    n_jobs : int
+    results_dir : path, optional
+        Per-fit JSON results are written here as they finish; a rerun skips them.
+    device : str, optional
+        Overrides every estimator's ``device`` (e.g. ``"auto"`` so GPU workers use CUDA).
+    progress : bool
+
+    Returns
+    -------
+    xarray.Dataset
+        ``score`` and ``fit_time`` (model, fold, seed); coords ``n_relu`` and ``family`` on
+        ``model`` (``n_relu`` NaN for models without one), ``n_test`` on ``fold``.
+
+    Examples
+    --------
+    >>> from neuroalrnn.tasks import stimulus_selection
+    >>> ds = stimulus_selection(24, seed=0)
+    >>> res = compare(ds, {"P=0": {"n_units": 4, "n_relu": 0, "n_steps": 2, "eval_every": 2}}, cv=2)
+    >>> res["score"].dims
+    ('model', 'fold', 'seed')
+    """
+    data = validate(ds.ds if isinstance(ds, Trials) else ds)
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models: expected a non-empty dict of name -> estimator, family name or parameters")
+    for name in models:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"models: names must be non-empty strings, got {name!r}")
+    estimators = {name: make_estimator(spec, data, name) for name, spec in models.items()}
+    for name, est in estimators.items():
+        if "seed" not in est.get_params():
+            raise ValueError(f"models[{name!r}]: the estimator has no 'seed' parameter")
+    seeds = list(seeds)
+    if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds: expected a non-empty list of ints, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds: contain duplicates")
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device: expected None or a string ('cpu', 'cuda', 'auto'), got {device!r}")
+    group_name = groups if isinstance(groups, str) else None
+    if isinstance(groups, str):
+        groups = Trials(data).groups(groups)
+    folds = make_folds(data.sizes["trial"], cv, groups)
+    data_key = _fingerprint(*[data[v].values for v in ("activity", "inputs", "targets", "loss_weight")
+                              if v in data.data_vars], data["trial"].values)
+    tasks = []
+    for name, est in estimators.items():
+        params = {k: v for k, v in est.get_params().items() if k not in _NOT_IN_KEY and k != "seed"}
+        spec = json.loads(json.dumps({"class": type(est).__name__, **params}, default=repr, sort_keys=True))
+        for f, (_, test) in enumerate(folds):
+            for seed in seeds:
+                tasks.append({"key": f"{name}-fold{f}-seed{int(seed)}", "model": name, "fold": f,
+                              "seed": int(seed), "estimator": spec, "data": data_key,
+                              "test": _fingerprint(test)})
+    shared = {"data": data, "estimators": estimators, "folds": folds, "device": device}
+    results = run_tasks(_fit_score, tasks, shared=shared, scheduler=scheduler, n_jobs=n_jobs,
+                        results_dir=results_dir, progress=progress)
+    shape = (len(estimators), len(folds), len(seeds))
+    score, fit_time = np.full(shape, np.nan), np.full(shape, np.nan)
+    index = {name: i for i, name in enumerate(estimators)}
+    for task, res in zip(tasks, results):
+        at = (index[task["model"]], task["fold"], seeds.index(task["seed"]))
+        score[at], fit_time[at] = res["score"], res["fit_time"]
+    names = list(estimators)
+    n_relu = [float(est.get_params().get("n_relu", np.nan)) if not isinstance(est, GRUTaskEstimator) else np.nan
+              for est in estimators.values()]
+    family = [next((k for k, c in FAMILIES.items() if type(est) is c), type(est).__name__)
+              for est in estimators.values()]
+    return xr.Dataset(
+        {"score": (("model", "fold", "seed"), score), "fit_time": (("model", "fold", "seed"), fit_time)},
+        coords={"model": names, "fold": np.arange(len(folds)), "seed": np.asarray(seeds, dtype=int),
+                "n_relu": ("model", np.asarray(n_relu, dtype=float)), "family": ("model", family),
+                "n_test": ("fold", [len(test) for _, test in folds])},
+        attrs={"score": "held-out estimator score (higher is better)", "cv": repr(cv),
+               "groups": group_name or ("given" if groups is not None else "none"), "data": data_key})
+
+
+def summarize(results: xr.Dataset) -> xr.Dataset:
+    """Mean, SEM and paired tests of held-out scores across (fold, seed) pairs.
+
+    Each (fold, seed) pair is one sample; models are compared on the pairs where both
+    have a finite score, by a paired t-test (``scipy.stats.ttest_rel``) and a Wilcoxon
+    signed-rank test (NaN where it is undefined, e.g. all differences zero).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean``, ``sem``, ``n`` (model); ``diff`` (mean of model - other), ``t_statistic``,
+        ``t_pvalue``, ``wilcoxon_pvalue`` (model, other); coords of ``model`` kept.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> res = xr.Dataset({"score": (("model", "fold", "seed"), [[[0.5], [0.6], [0.55]], [[0.9], [0.8], [0.95]]])},
+    ...                  coords={"model": ["a", "b"]})
+    >>> s = summarize(res)
+    >>> round(float(s["mean"].sel(model="b")), 3), round(float(s["diff"].sel(model="b", other="a")), 3)
+    (0.883, 0.333)
+    """
+    from scipy import stats
+
+    if not isinstance(results, xr.Dataset) or "score" not in results:
+        raise TypeError("results: expected the xarray.Dataset returned by compare (with a 'score' variable)")
+    score = results["score"]
+    if set(score.dims) != {"model", "fold", "seed"}:
+        raise ValueError(f"results['score']: expected dims (model, fold, seed), got {score.dims}")
+    x = score.transpose("model", "fold", "seed").values.reshape(score.sizes["model"], -1)
+    n = np.isfinite(x).sum(1)
+    mean = np.array([np.nanmean(row) if k else np.nan for row, k in zip(x, n)])
+    sem = np.array([np.nanstd(row, ddof=1) / np.sqrt(k) if k > 1 else np.nan for row, k in zip(x, n)])
+    m = len(x)
+    diff, tstat, tp, wp = (np.full((m, m), np.nan) for _ in range(4))
+    for i in range(m):
+        for j in range(m):
+            if i == j:
+                continue
+            ok = np.isfinite(x[i]) & np.isfinite(x[j])
+            if ok.sum() < 2:
+                continue
+            d = x[i, ok] - x[j, ok]
+            diff[i, j] = d.mean()
+            if np.allclose(d, d[0]):  # no variance: tests undefined
+                continue
+            res = stats.ttest_rel(x[i, ok], x[j, ok])
+            tstat[i, j], tp[i, j] = res.statistic, res.pvalue
+            try:
+                wp[i, j] = stats.wilcoxon(x[i, ok], x[j, ok]).pvalue
+            except ValueError:
+                pass
+    model_coords = {k: v for k, v in score.coords.items() if v.dims == ("model",)}
+    other_coords = {"other": score["model"].values}
+    pair = ("model", "other")
+    return xr.Dataset({"mean": ("model", mean), "sem": ("model", sem), "n": ("model", n),
+                       "diff": (pair, diff), "t_statistic": (pair, tstat), "t_pvalue": (pair, tp),
+                       "wilcoxon_pvalue": (pair, wp)},
+                      coords={**model_coords, **other_coords},
+                      attrs={"unit": "one sample per (fold, seed) pair; paired across models"})
+
+
+def table(summary: xr.Dataset) -> "pandas.DataFrame":  # noqa: F821
+    """The summary as a pandas table (one row per model: n_relu, mean, sem, n).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> s = xr.Dataset({"mean": ("model", [0.5]), "sem": ("model", [0.1]), "n": ("model", [3])},
+    ...                coords={"model": ["a"]})
+    >>> table(s).columns.tolist()
+    ['mean', 'sem', 'n']
+    """
+    cols = [c for c in ("n_relu", "family") if c in summary.coords] + ["mean", "sem", "n"]
+    df = summary[["mean", "sem", "n"]].to_dataframe()
+    for c in cols[:-3]:
+        df[c] = summary[c].values
+    return df[cols]

@@ -1,0 +1,417 @@
+"""scikit-learn estimators around the AL-RNN (and a GRU baseline).
+
+* :class:`ALRNNTaskEstimator`: task training (inputs -> targets, ``neuroalrnn.fit.task``);
+  ``score`` is the held-out choice accuracy at the response epoch for choice tasks (datasets
+  with ``response_onset`` and ``correct_choice`` trial coords, e.g. ``stimulus_selection``),
+  else the negative masked mean squared error of the outputs.
+* :class:`GRUTaskEstimator`: the same training and score with a ``torch.nn.GRU`` and a
+  linear readout, as a baseline.
+* :class:`ALRNNTeacherForcingEstimator`: teacher-forced fitting of recorded ``activity``
+  (``neuroalrnn.fit.teacher_forcing``); ``score`` is the negative n-step-ahead prediction
+  error on held-out trials, in units z-scored with the training trials' statistics.
+
+``fit(X, y=None)`` takes a TrialDataset, a :class:`Trials` view of one, or arrays:
+(trial, time, input) inputs with (trial, time, output) targets ``y`` for task training,
+(trial, time, unit) activity for teacher forcing (NaN after a trial's end). Wrap a
+TrialDataset in :class:`Trials` to use ``sklearn.model_selection`` splitters, which index
+X by integer arrays; ``Trials(ds).groups("session")`` gives the groups for ``GroupKFold``.
+
+Training runs on ``device`` (``"auto"`` picks CUDA when available); the fitted model
+``model_`` is kept on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator
+
+from neuroalrnn.schema import from_arrays, validate
+
+__all__ = ["Trials", "ALRNNTaskEstimator", "GRUTaskEstimator", "ALRNNTeacherForcingEstimator"]
+
+
+class Trials:
+    """A TrialDataset indexable by trial, for scikit-learn's splitters and ``cross_validate``.
+
+    ``Trials(ds)[indices]`` is ``Trials(ds.isel(trial=indices))``; ``len`` and ``shape``
+    count trials.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroalrnn.schema import from_arrays
+    >>> ds = from_arrays(activity=np.zeros((4, 3, 2)), trial_coords={"session": [0, 0, 1, 1]})
+    >>> t = Trials(ds)
+    >>> len(t), len(t[np.array([0, 2])]), t.groups("session").tolist()
+    (4, 2, [0, 0, 1, 1])
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        if isinstance(ds, Trials):
+            ds = ds.ds
+        self.ds = validate(ds)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.ds.sizes["trial"],)
+
+    def __len__(self) -> int:
+        return self.ds.sizes["trial"]
+
+    def __getitem__(self, key) -> "Trials":
+        if isinstance(key, tuple):  # sklearn indexes arrays as X[key, ...]
+            if len(key) != 2 or key[1] is not Ellipsis:
+                raise IndexError("Trials: only trial indexing (trials[indices]) is supported")
+            key = key[0]
+        if isinstance(key, (int, np.integer)):
+            key = [int(key)]
+        if not isinstance(key, slice):
+            key = np.asarray(key)
+            if key.dtype == bool:
+                key = np.flatnonzero(key)
+            if key.ndim != 1 or (key.size and not np.issubdtype(key.dtype, np.integer)):
+                raise IndexError(f"Trials: expected integer or boolean trial indices, got dtype {key.dtype}")
+        return Trials(self.ds.isel(trial=key))
+
+    def groups(self, coord: str) -> np.ndarray:
+        """The values of the trial coord ``coord`` (e.g. ``"session"``), for ``groups=``."""
+        if coord not in self.ds.coords or self.ds[coord].dims[:1] != ("trial",):
+            have = sorted(k for k, v in self.ds.coords.items() if v.dims[:1] == ("trial",) and k != "trial")
+            raise ValueError(f"groups: {coord!r} is not a trial coord of the dataset; have {have}")
+        return self.ds[coord].values
+
+    def __repr__(self) -> str:
+        return f"Trials(n_trials={len(self)}, variables={sorted(self.ds.data_vars)})"
+
+
+def _lengths(x):
+    ok = np.isfinite(x).all(axis=2)
+    return np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1)).astype(int)
+
+
+def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
+    """A TrialDataset from ``X`` (TrialDataset, Trials or array) and optional targets ``y``.
+
+    ``kind="task"``: arrays are inputs (trial, time, input) and ``y`` targets
+    (trial, time, output). ``kind="activity"``: arrays are activity (trial, time, unit).
+    Trials end where the array turns NaN.
+    """
+    if isinstance(X, Trials):
+        X = X.ds
+    if isinstance(X, xr.Dataset):
+        if y is not None:
+            raise ValueError("y: must be None when X is a TrialDataset (its targets are inside)")
+        return validate(X)
+    if not isinstance(X, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(f"X: expected a TrialDataset, a Trials view or a (trial, time, feature) array, "
+                        f"got {type(X).__name__}")
+    x = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float)
+    if x.ndim != 3:
+        raise ValueError(f"X: expected a (trial, time, feature) array, got shape {x.shape}")
+    lengths = _lengths(x)
+    if (lengths < 1).any():
+        raise ValueError(f"X: trial {int(np.argmin(lengths))} has no finite first step")
+    if kind == "activity":
+        if y is not None:
+            raise ValueError("y: must be None for teacher forcing (X is the activity)")
+        return from_arrays(activity=np.where(np.isfinite(x), x, np.nan), lengths=lengths)
+    if y is None:
+        return from_arrays(inputs=np.where(np.isfinite(x), x, np.nan), lengths=lengths)
+    t = np.asarray(y, dtype=float)
+    if t.ndim != 3 or t.shape[:2] != x.shape[:2]:
+        raise ValueError(f"y: expected targets (trial, time, output) with (trial, time) = {x.shape[:2]}, "
+                         f"got shape {t.shape}")
+    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    return from_arrays(inputs=np.where(mask[:, :, None], x, np.nan),
+                       targets=np.where(mask[:, :, None], t, np.nan), lengths=lengths)
+
+
+def _check_choice(ds):
+    return "response_onset" in ds.coords and "correct_choice" in ds.coords
+
+
+class GRUNet(torch.nn.Module):
+    """``torch.nn.GRU`` plus a linear readout, with the ALRNN's ``forward`` contract.
+
+    ``forward(inputs) -> (states (B, T, M), outputs (B, T, O))``.
+    """
+
+    def __init__(self, n_units: int, n_inputs: int, n_outputs: int, *, seed=None):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            self.gru = torch.nn.GRU(n_inputs, n_units, batch_first=True)
+            self.out = torch.nn.Linear(n_units, n_outputs)
+        self.n_units, self.n_inputs, self.n_outputs = n_units, n_inputs, n_outputs
+
+    def forward(self, inputs, z0=None):
+        x = torch.as_tensor(inputs, dtype=self.out.weight.dtype, device=self.out.weight.device)
+        states, _ = self.gru(x, None if z0 is None else z0[None])
+        return states, self.out(states)
+
+
+class _TaskEstimatorBase(BaseEstimator):
+    """Shared fit/predict/score of the task-training estimators."""
+
+    def _build(self, n_inputs, n_outputs, device):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, X, y=None):
+        """Train on the trials of ``X`` (targets inside a TrialDataset, or ``y``); returns self."""
+        from neuroalrnn.fit.task import fit_task
+
+        ds = as_dataset(X, y, kind="task")
+        if "targets" not in ds.data_vars:
+            raise ValueError("y: no targets; pass a TrialDataset with 'targets' or targets arrays as y")
+        device = _device(self.device)
+        model = self._build(ds.sizes["input"], ds.sizes["output"], device)
+        result = fit_task(model, ds, loss=self.loss, val_fraction=self.val_fraction, n_steps=self.n_steps,
+                          batch_size=self.batch_size, lr=self.lr, lr_decay=self.lr_decay,
+                          optimizer=self.optimizer, clip_grad_norm=self.clip_grad_norm,
+                          eval_every=self.eval_every, patience=self.patience, select_metric=self.select_metric,
+                          seed=self.seed, progress=self.progress)
+        self.model_ = model.cpu().eval()
+        self.train_result_ = result
+        self.history_ = result.history
+        self.n_inputs_, self.n_outputs_ = ds.sizes["input"], ds.sizes["output"]
+        return self
+
+    def _fitted(self):
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+
+    def predict(self, X) -> np.ndarray:
+        """Model outputs (trial, time, output), NaN outside each trial's valid steps."""
+        from neuroalrnn.fit.task import task_outputs
+
+        self._fitted()
+        return task_outputs(self.model_, as_dataset(X, kind="task")).values
+
+    def score(self, X, y=None) -> float:
+        """Choice accuracy at the response epoch (choice tasks), else negative masked MSE."""
+        from neuroalrnn.fit.task import _tensors, masked_loss, model_choices
+
+        self._fitted()
+        ds = as_dataset(X, y, kind="task")
+        if _check_choice(ds):
+            choice = model_choices(self.model_, ds).values
+            return float(np.mean(choice == ds["correct_choice"].values))
+        data = _tensors(self.model_, ds)
+        with torch.no_grad():
+            _, outputs = self.model_(data["inputs"])
+            return -float(masked_loss(outputs, data["targets"], data["weight"], "mse"))
+
+
+def _device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device: expected 'cpu', 'cuda', 'auto' or a torch.device, got {device!r}")
+    return str(device)
+
+
+class ALRNNTaskEstimator(_TaskEstimatorBase):
+    """Task-trained AL-RNN as a scikit-learn estimator.
+
+    Parameters
+    ----------
+    n_units, n_relu : int
+        M latent units, the last P of which are ReLU units.
+    init : str
+        ALRNN initialisation (see ``neuroalrnn.ALRNN``).
+    loss : {"mse", "ce"}
+    n_steps, batch_size, lr, lr_decay, optimizer, clip_grad_norm, eval_every, patience
+        Passed to ``neuroalrnn.fit.task.fit_task``.
+    val_fraction : float
+        Fraction of the training trials held out for best-step selection (0: none).
+    select_metric : str
+        ``"val_loss"`` or ``"val_accuracy"``.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    seed : int
+        Seeds the initialisation and the batches.
+    progress : bool
+
+    Attributes
+    ----------
+    model_ : neuroalrnn.ALRNN
+        The fitted model (on the CPU).
+    train_result_, history_
+        The trainer's result and its metric history.
+
+    Examples
+    --------
+    >>> from neuroalrnn.tasks import stimulus_selection
+    >>> ds = stimulus_selection(32, seed=0)
+    >>> est = ALRNNTaskEstimator(n_units=8, n_relu=2, n_steps=5, eval_every=5).fit(ds)
+    >>> 0 <= est.score(stimulus_selection(16, seed=1)) <= 1
+    True
+    """
+
+    def __init__(self, n_units: int = 16, n_relu: int = 2, *, init: str = "reference", loss: str = "mse",
+                 n_steps: int = 500, batch_size: int = 64, lr: float = 1e-2, lr_decay: float = 1.0,
+                 optimizer: str = "adam", clip_grad_norm: float | None = 1.0, val_fraction: float = 0.2,
+                 eval_every: int = 50, patience: int | None = None, select_metric: str = "val_loss",
+                 device: str = "cpu", seed: int = 0, progress: bool = False):
+        self.n_units, self.n_relu, self.init, self.loss = n_units, n_relu, init, loss
+        self.n_steps, self.batch_size, self.lr, self.lr_decay = n_steps, batch_size, lr, lr_decay
+        self.optimizer, self.clip_grad_norm, self.val_fraction = optimizer, clip_grad_norm, val_fraction
+        self.eval_every, self.patience, self.select_metric = eval_every, patience, select_metric
+        self.device, self.seed, self.progress = device, seed, progress
+
+    def _build(self, n_inputs, n_outputs, device):
+        from neuroalrnn.model import ALRNN
+
+        return ALRNN(self.n_units, self.n_relu, n_inputs, n_outputs, init=self.init, seed=self.seed,
+                     device=device)
+
+
+class GRUTaskEstimator(_TaskEstimatorBase):
+    """Task-trained GRU baseline (``torch.nn.GRU`` + linear readout), trained like the AL-RNN.
+
+    Same parameters as :class:`ALRNNTaskEstimator` without ``n_relu``/``init``.
+
+    Examples
+    --------
+    >>> from neuroalrnn.tasks import stimulus_selection
+    >>> est = GRUTaskEstimator(n_units=4, n_steps=5, eval_every=5).fit(stimulus_selection(16, seed=0))
+    >>> type(est.model_).__name__
+    'GRUNet'
+    """
+
+    def __init__(self, n_units: int = 16, *, loss: str = "mse", n_steps: int = 500, batch_size: int = 64,
+                 lr: float = 1e-2, lr_decay: float = 1.0, optimizer: str = "adam",
+                 clip_grad_norm: float | None = 1.0, val_fraction: float = 0.2, eval_every: int = 50,
+                 patience: int | None = None, select_metric: str = "val_loss", device: str = "cpu",
+                 seed: int = 0, progress: bool = False):
+        self.n_units, self.loss = n_units, loss
+        self.n_steps, self.batch_size, self.lr, self.lr_decay = n_steps, batch_size, lr, lr_decay
+        self.optimizer, self.clip_grad_norm, self.val_fraction = optimizer, clip_grad_norm, val_fraction
+        self.eval_every, self.patience, self.select_metric = eval_every, patience, select_metric
+        self.device, self.seed, self.progress = device, seed, progress
+
+    def _build(self, n_inputs, n_outputs, device):
+        if not isinstance(self.n_units, (int, np.integer)) or self.n_units < 1:
+            raise ValueError(f"n_units: expected a positive int, got {self.n_units!r}")
+        return GRUNet(int(self.n_units), n_inputs, n_outputs, seed=self.seed).to(device)
+
+
+class ALRNNTeacherForcingEstimator(BaseEstimator):
+    """AL-RNN fitted to recorded activity by teacher forcing, as a scikit-learn estimator.
+
+    Parameters
+    ----------
+    n_units, n_relu : int
+        M latent units, the last P ReLU units (identity observation needs N <= M - P).
+    init : str
+    forcing, tau, alpha, observation, noise_std, sequence_length
+        See ``neuroalrnn.fit.teacher_forcing.fit_teacher_forcing``.
+    n_steps, batch_size, lr, lr_decay, optimizer, clip_grad_norm, eval_every, patience
+        Trainer settings.
+    val : float or None
+        Fraction of the training trials held out for best-step selection.
+    n_ahead : int
+        Horizon of the n-step prediction error (selection metric and ``score``).
+    device : str
+    seed : int
+    progress : bool
+
+    Attributes
+    ----------
+    model_ : neuroalrnn.ALRNN
+        The fitted latent model (on the CPU).
+    observed_ : neuroalrnn.fit.observation.ObservedALRNN
+        The model with its observation model and z-scoring (``free_run``, ``predict_ahead``).
+    train_result_, history_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(40) * 0.3
+    >>> x = np.stack([np.stack([np.sin(t + p), np.cos(t + p)], 1) for p in np.linspace(0, 3, 10)])
+    >>> est = ALRNNTeacherForcingEstimator(6, 2, tau=5, n_steps=10, eval_every=5, n_ahead=5).fit(x)
+    >>> est.score(x) <= 0
+    True
+    """
+
+    def __init__(self, n_units: int = 16, n_relu: int = 2, *, init: str = "reference", forcing: str = "sparse",
+                 tau: int | None = None, alpha=None, observation: str = "identity", noise_std: float = 0.0,
+                 sequence_length: int | None = None, n_steps: int = 1000, batch_size: int = 16,
+                 lr: float = 1e-3, lr_decay: float | None = None, optimizer: str = "radam",
+                 clip_grad_norm: float | None = 10.0, val: float | None = 0.2, eval_every: int = 100,
+                 patience: int | None = None, n_ahead: int = 10, device: str = "cpu", seed: int = 0,
+                 progress: bool = False):
+        self.n_units, self.n_relu, self.init, self.forcing = n_units, n_relu, init, forcing
+        self.tau, self.alpha, self.observation, self.noise_std = tau, alpha, observation, noise_std
+        self.sequence_length, self.n_steps, self.batch_size, self.lr = sequence_length, n_steps, batch_size, lr
+        self.lr_decay, self.optimizer, self.clip_grad_norm, self.val = lr_decay, optimizer, clip_grad_norm, val
+        self.eval_every, self.patience, self.n_ahead = eval_every, patience, n_ahead
+        self.device, self.seed, self.progress = device, seed, progress
+
+    def fit(self, X, y=None):
+        """Fit to the trials' ``activity`` (and ``inputs`` when present); returns self."""
+        from neuroalrnn.fit.teacher_forcing import fit_teacher_forcing
+        from neuroalrnn.model import ALRNN
+
+        ds = as_dataset(X, y, kind="activity")
+        if "activity" not in ds.data_vars:
+            raise ValueError("X: the TrialDataset has no 'activity' to fit")
+        n_inputs = ds.sizes["input"] if "inputs" in ds.data_vars else 0
+        device = _device(self.device)
+        model = ALRNN(self.n_units, self.n_relu, n_inputs, 0, init=self.init, seed=self.seed, device=device)
+        observed = fit_teacher_forcing(model, ds, val=self.val, forcing=self.forcing, tau=self.tau,
+                                       alpha=self.alpha, observation=self.observation, noise_std=self.noise_std,
+                                       sequence_length=self.sequence_length, n_steps=self.n_steps,
+                                       batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                                       lr_decay=self.lr_decay, clip_grad_norm=self.clip_grad_norm,
+                                       eval_every=self.eval_every, patience=self.patience,
+                                       select_metric="n_step" if self.val else "val_loss",
+                                       metrics=("n_step",), n_ahead=self.n_ahead, seed=self.seed,
+                                       progress=self.progress)
+        self.observed_ = observed.cpu().eval()
+        self.model_ = self.observed_.model
+        self.train_result_ = observed.train_result_
+        self.history_ = self.train_result_.history
+        self.n_units_observed_ = ds.sizes["unit"]
+        return self
+
+    def _fitted(self):
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+
+    def predict(self, X) -> np.ndarray:
+        """Free runs (trial, time, unit) from each trial's first observation, driven by its inputs.
+
+        Step 0 is the observation itself; NaN after each trial's end.
+        """
+        self._fitted()
+        ds = as_dataset(X, kind="activity")
+        x = ds["activity"].values
+        s = np.nan_to_num(ds["inputs"].values[:, 1:]) if "inputs" in ds.data_vars else None
+        runs = self.observed_.free_run(x[:, 0], x.shape[1] - 1, s) if x.shape[1] > 1 else x[:, :0]
+        out = np.concatenate([x[:, :1], runs], axis=1)
+        out[~ds["mask"].values] = np.nan
+        return out
+
+    def score(self, X, y=None) -> float:
+        """Negative ``n_ahead``-step prediction error on the trials of ``X`` (z-scored units)."""
+        from neuroalrnn.analysis.dsr import n_step_prediction_error
+
+        self._fitted()
+        ds = as_dataset(X, y, kind="activity")
+        obs = self.observed_
+        mean, std = obs.mean.numpy().astype(float), obs.std.numpy().astype(float)
+        x = (ds["activity"].values - mean) / std
+        s = np.nan_to_num(ds["inputs"].values) if "inputs" in ds.data_vars else None
+
+        def predict(x0, n, inputs):
+            return (obs.predict_ahead(np.asarray(x0) * std + mean, n, inputs) - mean) / std
+
+        return -float(n_step_prediction_error(predict, x, n=self.n_ahead, inputs=s))

@@ -1,0 +1,140 @@
+"""Cross-validated comparisons: results layout, resume, summaries, Dask, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from neuroalrnn.compare import compare, make_estimator, make_folds, summarize, table
+from neuroalrnn.estimators import ALRNNTaskEstimator, GRUTaskEstimator, Trials
+
+TINY = dict(n_units=5, n_steps=2, eval_every=2, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    from neuroalrnn.tasks import stimulus_selection
+
+    data = stimulus_selection(24, seed=1, timing={"stimulus": 0.2})
+    return data.assign_coords(session=("trial", np.repeat(np.arange(3), 8)))
+
+
+MODELS = {"P=0": dict(TINY, n_relu=0), "P=2": dict(TINY, n_relu=2), "gru": dict(TINY, family="gru")}
+
+
+@pytest.fixture(scope="module")
+def serial(ds):
+    return compare(ds, MODELS, cv=3, groups="session", seeds=[0, 1])
+
+
+def test_layout_and_known_scores(ds, serial):
+    assert serial["score"].dims == ("model", "fold", "seed")
+    assert serial["model"].values.tolist() == ["P=0", "P=2", "gru"]
+    assert serial["n_relu"].values[:2].tolist() == [0.0, 2.0] and np.isnan(serial["n_relu"].values[2])
+    assert serial["family"].values.tolist() == ["alrnn", "alrnn", "gru"]
+    assert serial["n_test"].values.tolist() == [8, 8, 8]
+    # one cell recomputed by hand: the same estimator, fold and seed
+    folds = make_folds(24, 3, ds["session"].values)
+    train, test = folds[1]
+    est = ALRNNTaskEstimator(n_relu=2, seed=1, **TINY).fit(Trials(ds)[train])
+    assert float(serial["score"].sel(model="P=2", fold=1, seed=1)) == est.score(Trials(ds)[test])
+
+
+def test_resume_only_missing(ds, tmp_path, monkeypatch):
+    import neuroalrnn.compare as cmp
+
+    calls = []
+    real = cmp._fit_score
+
+    def counting(task, shared):
+        calls.append(task["key"])
+        return real(task, shared)
+
+    monkeypatch.setattr(cmp, "_fit_score", counting)
+    models = {"P=2": MODELS["P=2"]}
+    first = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    record = json.loads((tmp_path / "P=2-fold1-seed0.json").read_text())
+    assert record["result"]["score"] == float(first["score"].sel(model="P=2", fold=1, seed=0))
+    (tmp_path / "P=2-fold1-seed0.json").unlink()
+    calls.clear()
+    second = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert calls == ["P=2-fold1-seed0"]
+    xr.testing.assert_identical(first["score"], second["score"])
+    calls.clear()  # changed hyper-parameters are new fits, not stale results
+    compare(ds, {"P=2": dict(MODELS["P=2"], lr=0.02)}, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len(calls) == 3
+
+
+def test_summarize_matches_scipy():
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.4, 1.0, size=(3, 4, 2))
+    res = xr.Dataset({"score": (("model", "fold", "seed"), score)},
+                     coords={"model": ["a", "b", "c"], "n_relu": ("model", [0.0, 2.0, 8.0])})
+    s = summarize(res)
+    flat = score.reshape(3, -1)
+    np.testing.assert_allclose(s["mean"].values, flat.mean(1))
+    np.testing.assert_allclose(s["sem"].values, stats.sem(flat, axis=1))
+    t = stats.ttest_rel(flat[1], flat[0])
+    assert float(s["t_pvalue"].sel(model="b", other="a")) == pytest.approx(t.pvalue)
+    assert float(s["t_statistic"].sel(model="b", other="a")) == pytest.approx(t.statistic)
+    assert float(s["wilcoxon_pvalue"].sel(model="c", other="a")) == pytest.approx(stats.wilcoxon(flat[2], flat[0]).pvalue)
+    assert float(s["diff"].sel(model="c", other="b")) == pytest.approx((flat[2] - flat[1]).mean())
+    assert np.isnan(s["t_pvalue"].sel(model="a", other="a"))
+    assert s["n_relu"].values.tolist() == [0.0, 2.0, 8.0]
+    df = table(s)
+    assert df.columns.tolist() == ["n_relu", "mean", "sem", "n"] and df.loc["b", "n"] == 8
+
+
+def test_local_cluster_matches_serial(ds, serial):
+    models = {"P=2": MODELS["P=2"]}
+    parallel = compare(ds, models, cv=3, groups="session", seeds=[0, 1], n_jobs=2)
+    np.testing.assert_array_equal(parallel["score"].values, serial["score"].sel(model=["P=2"]).values)
+
+
+def test_make_estimator_and_folds(ds):
+    assert isinstance(make_estimator("gru"), GRUTaskEstimator)
+    assert make_estimator({"n_relu": 1}, ds).n_relu == 1
+    est = ALRNNTaskEstimator(n_relu=3)
+    made = make_estimator(est)
+    assert made is not est and made.n_relu == 3
+    folds = make_folds(24, 3, ds["session"].values)
+    for train, test in folds:
+        assert len(set(ds["session"].values[test])) == 1
+        assert not set(train) & set(test)
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(24))
+
+
+def test_bad_input(ds):
+    with pytest.raises(ValueError, match="3 folds but only 2 distinct groups"):
+        compare(ds.isel(trial=slice(0, 16)), {"a": TINY}, cv=3, groups="session")
+    with pytest.raises(ValueError, match="unknown family 'lstm'"):
+        compare(ds, {"a": {"family": "lstm"}})
+    with pytest.raises(ValueError, match=r"unknown parameters \['n_relus'\]"):
+        compare(ds, {"a": {"n_relus": 2}})
+    with pytest.raises(ValueError, match="groups: 'subject' is not a trial coord"):
+        compare(ds, {"a": TINY}, groups="subject")
+    with pytest.raises(ValueError, match="models"):
+        compare(ds, {})
+    with pytest.raises(ValueError, match="seeds"):
+        compare(ds, {"a": TINY}, seeds=[0.5])
+    with pytest.raises(TypeError, match="cv: expected"):
+        compare(ds, {"a": TINY}, cv="five")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        compare(ds, {"a": TINY}, n_fold=3)
+    with pytest.raises(ValueError, match="attrs\\['dt'\\]"):
+        compare(ds.drop_attrs(), {"a": TINY})
+    with pytest.raises(TypeError, match="summarize|results"):
+        summarize(xr.Dataset())
+
+
+def test_unreachable_scheduler(ds):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        compare(ds, {"a": TINY}, cv=2, scheduler=f"tcp://127.0.0.1:{port}")

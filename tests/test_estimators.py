@@ -1,0 +1,154 @@
+"""scikit-learn estimators: conventions, Trials indexing, cross_validate, GridSearchCV, GroupKFold."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
+
+from neuroalrnn.estimators import (ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator, Trials,
+                                   as_dataset)
+from neuroalrnn.schema import from_arrays, to_arrays
+
+TINY = dict(n_units=6, n_steps=3, eval_every=3, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    from neuroalrnn.tasks import stimulus_selection
+
+    data = stimulus_selection(36, seed=0, timing={"stimulus": 0.3})
+    return data.assign_coords(session=("trial", np.repeat(np.arange(3), 12)))
+
+
+def test_trials_indexing(ds):
+    t = Trials(ds)
+    assert len(t) == 36 and t.shape == (36,)
+    sub = t[np.array([3, 1, 5])]
+    assert isinstance(sub, Trials) and sub.ds["trial"].values.tolist() == [3, 1, 5]
+    assert t[np.arange(36) < 4].ds.sizes["trial"] == 4
+    assert t[(np.array([0, 2]), Ellipsis)].ds["trial"].values.tolist() == [0, 2]
+    assert t[7].ds.sizes["trial"] == 1
+    assert t.groups("session").tolist() == np.repeat(np.arange(3), 12).tolist()
+    with pytest.raises(ValueError, match="'nope' is not a trial coord"):
+        t.groups("nope")
+    with pytest.raises(IndexError):
+        t[np.array([0.5])]
+
+
+def test_sklearn_conventions(ds):
+    est = ALRNNTaskEstimator(n_relu=0, device="cpu", seed=3, **TINY)
+    params = est.get_params()
+    assert params["n_relu"] == 0 and params["seed"] == 3 and params["device"] == "cpu"
+    twin = clone(est)
+    assert twin.get_params() == params and twin is not est
+    assert est.set_params(n_relu=2) is est and est.n_relu == 2
+    with pytest.raises(NotFittedError):
+        est.score(ds)
+    assert est.fit(ds) is est
+    assert not hasattr(twin, "model_")
+    assert est.model_.n_relu == 2 and est.model_.n_units == 6
+    assert "train_loss" in est.history_.columns
+    out = est.predict(ds)
+    assert out.shape == ds["targets"].shape and np.isnan(out[~ds["mask"].values]).all()
+
+
+def test_score_is_choice_accuracy(ds):
+    from neuroalrnn.fit.task import model_choices
+
+    est = ALRNNTaskEstimator(n_relu=2, **TINY).fit(ds)
+    expected = np.mean(model_choices(est.model_, ds).values == ds["correct_choice"].values)
+    assert est.score(ds) == pytest.approx(expected)
+    assert est.score(Trials(ds)) == pytest.approx(expected)
+
+
+def test_same_seed_same_fit(ds):
+    a = ALRNNTaskEstimator(n_relu=2, seed=5, **TINY).fit(ds)
+    b = clone(a).fit(ds)
+    assert torch.equal(a.model_.W, b.model_.W)
+    c = clone(a).set_params(seed=6).fit(ds)
+    assert not torch.equal(a.model_.W, c.model_.W)
+
+
+def test_arrays_score_negative_mse():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 8, 2))
+    y = np.cumsum(x[:, :, :1], axis=1)
+    est = ALRNNTaskEstimator(n_relu=1, n_units=4, n_steps=2, eval_every=2, val_fraction=0.0).fit(x, y)
+    pred = est.predict(x)
+    assert pred.shape == (20, 8, 1)
+    assert est.score(x, y) == pytest.approx(-np.mean((pred - y) ** 2), rel=1e-5)
+    # ragged trials (NaN after the end) are masked, not fitted
+    xr_ = x.copy()
+    xr_[0, 5:] = np.nan
+    assert as_dataset(xr_, y)["mask"].values[0].sum() == 5
+
+
+def test_bad_input(ds):
+    with pytest.raises(TypeError, match="X: expected"):
+        ALRNNTaskEstimator(**TINY).fit("data.nc")
+    with pytest.raises(ValueError, match="X: expected a \\(trial, time, feature\\) array"):
+        ALRNNTaskEstimator(**TINY).fit(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="y: expected targets"):
+        ALRNNTaskEstimator(**TINY).fit(np.zeros((3, 4, 1)), np.zeros((3, 5, 1)))
+    with pytest.raises(ValueError, match="y: must be None"):
+        ALRNNTaskEstimator(**TINY).fit(ds, np.zeros(3))
+    with pytest.raises(ValueError, match="n_relu"):
+        ALRNNTaskEstimator(n_units=4, n_relu=5, n_steps=1).fit(ds)
+    with pytest.raises(TypeError, match="device"):
+        ALRNNTaskEstimator(device=3, **TINY).fit(ds)
+
+
+def test_cross_validate_group_kfold_by_session(ds):
+    X = Trials(ds)
+    out = cross_validate(ALRNNTaskEstimator(n_relu=2, **TINY), X, cv=GroupKFold(3), groups=X.groups("session"),
+                         error_score="raise", return_estimator=True)
+    assert out["test_score"].shape == (3,) and np.all((out["test_score"] >= 0) & (out["test_score"] <= 1))
+    # each fold's estimator is scored on exactly the held-out session
+    for est, score in zip(out["estimator"], out["test_score"]):
+        trained = set(est.train_result_.extra["train_trials"]) | set(est.train_result_.extra["val_trials"])
+        held = [s for s in range(3) if not trained & set(ds["trial"].values[ds["session"].values == s])]
+        assert len(held) == 1
+        test = X[np.flatnonzero(ds["session"].values == held[0])]
+        assert est.score(test) == pytest.approx(score)
+
+
+def test_grid_search_over_n_relu(ds):
+    X = Trials(ds)
+    search = GridSearchCV(ALRNNTaskEstimator(**TINY), {"n_relu": [0, 2]}, cv=GroupKFold(3), error_score="raise")
+    search.fit(X, groups=X.groups("session"))
+    assert search.cv_results_["param_n_relu"].tolist() == [0, 2]
+    assert search.best_params_["n_relu"] in (0, 2) and search.best_estimator_.model_.n_relu == search.best_params_["n_relu"]
+
+
+def test_gru_baseline(ds):
+    est = GRUTaskEstimator(**TINY).fit(ds)
+    assert isinstance(est.model_.gru, torch.nn.GRU)
+    assert 0 <= est.score(ds) <= 1
+    b = clone(est).fit(ds)
+    assert all(torch.equal(p, q) for p, q in zip(est.model_.parameters(), b.model_.parameters()))
+
+
+def test_teacher_forcing_estimator():
+    from neuroalrnn.analysis.dsr import n_step_prediction_error
+
+    t = np.arange(30) * 0.3
+    x = np.stack([np.stack([np.sin(t + p), np.cos(t + p)], 1) for p in np.linspace(0, 3, 12)])
+    est = ALRNNTeacherForcingEstimator(6, 2, tau=5, n_steps=4, eval_every=2, n_ahead=3, batch_size=4).fit(x)
+    assert est.model_ is est.observed_.model and est.model_.n_relu == 2
+    # score = -(n-step error in the training z-scored units), against the reference function
+    mean, std = est.observed_.mean.numpy(), est.observed_.std.numpy()
+
+    def predictor(x0, n, inputs):
+        return (est.observed_.predict_ahead(x0 * std + mean, n) - mean) / std
+
+    assert est.score(x) == pytest.approx(-n_step_prediction_error(predictor, (x - mean) / std, n=3), rel=1e-6)
+    assert est.predict(x).shape == x.shape
+    ds = from_arrays(activity=x, trial_coords={"session": np.repeat([0, 1, 2], 4)})
+    X = Trials(ds)
+    out = cross_validate(est, X, cv=GroupKFold(3), groups=X.groups("session"), error_score="raise")
+    assert np.all(out["test_score"] <= 0)
+    with pytest.raises(ValueError, match="y: must be None"):
+        est.fit(x, x)
+    assert to_arrays(ds)["activity"].shape == x.shape
