@@ -95,6 +95,18 @@ def test_fit_task_ignores_padding_and_unweighted_steps():
     assert len(set(r1.extra["train_trials"]) & set(r1.extra["val_trials"])) == 0
 
 
+def test_exact_alrnn_solves_addition():
+    """One ReLU unit relu(value + marker - 1) = value * marker, summed by one linear unit (A = 1)."""
+    ds = addition(50, T=100, seed=3)
+    model = ALRNN.from_params(A=[1.0, 0.0], W=[[0.0, 1.0], [0.0, 0.0]], h=[0.0, -1.0],
+                              C=[[0.0, 0.0], [1.0, 1.0]], B=[[1.0, 0.0]], n_relu=1, dtype=torch.float64)
+    out = task_outputs(model, ds).values[:, -1, 0]
+    np.testing.assert_allclose(out, ds["answer"].values, atol=1e-12)
+    linear = ALRNN.from_params(A=[1.0, 0.0], W=[[0.0, 1.0], [0.0, 0.0]], h=[0.0, -1.0],
+                               C=[[0.0, 0.0], [1.0, 1.0]], B=[[1.0, 0.0]], n_relu=0, dtype=torch.float64)
+    assert np.abs(task_outputs(linear, ds).values[:, -1, 0] - ds["answer"].values).min() > 1  # no gating
+
+
 def test_fit_task_addition_learns_short():
     ds = addition(400, T=10, seed=0)
     model = ALRNN(16, 4, n_inputs=2, n_outputs=1, seed=0)

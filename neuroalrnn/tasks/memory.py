@@ -48,7 +48,9 @@ def addition(n_trials: int, T: int = 100, *, dt: float = 1.0, seed=None) -> xr.D
     """The addition problem: report the sum of the two marked values at the last step.
 
     Input ``value`` is uniform on [0, 1] at every step; input ``marker`` is 1 at
-    one step in the first half and one in the second half. The target ``sum``
+    one step in the first half and one in the second half before the last step
+    (so that a model whose output is linear in its state can read the answer
+    at the last step; an AL-RNN with one ReLU unit solves it exactly). The target ``sum``
     is scored at the last step only (``loss_weight``). Predicting the mean (1)
     gives the baseline MSE 1/6 ~ 0.167.
 
@@ -58,11 +60,11 @@ def addition(n_trials: int, T: int = 100, *, dt: float = 1.0, seed=None) -> xr.D
     >>> ds["inputs"].shape, float(ds["loss_weight"].sum())
     ((4, 20, 2), 4.0)
     """
-    n_trials, T = _int("n_trials", n_trials), _int("T", T, 2)
+    n_trials, T = _int("n_trials", n_trials), _int("T", T, 4)
     rng = check_random_state(seed)
     values = rng.uniform(0, 1, size=(n_trials, T))
     first = rng.integers(0, T // 2, size=n_trials)
-    second = rng.integers(T // 2, T, size=n_trials)
+    second = rng.integers(T // 2, T - 1, size=n_trials)
     markers = np.zeros((n_trials, T))
     markers[np.arange(n_trials), first] = 1
     markers[np.arange(n_trials), second] = 1
