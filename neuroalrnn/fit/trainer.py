@@ -158,7 +158,7 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     >>> bool(res.history["train_loss"].iloc[-1] < 1e-3)
     True
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
