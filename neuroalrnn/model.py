@@ -29,7 +29,13 @@ def _check_int(name, value, low, high=None):
 def _resolve_device(device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda[:i]' or a torch.device, got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was requested but is not available (use device='auto' or 'cpu')")
+    return device
 
 
 class ALRNN(nn.Module):

@@ -206,6 +206,14 @@ def test_bad_inputs():
         m("not an array")
 
 
+def test_bad_device():
+    with pytest.raises(ValueError, match="device"):
+        ALRNN(3, 1, device="tpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device: CUDA"):
+            ALRNN(3, 1, device="cuda")
+
+
 def test_numpy_inputs_and_device_auto():
     m = ALRNN(4, 1, 2, 1, seed=0, device="auto")
     assert m.A.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
