@@ -93,6 +93,16 @@ def search_sequences(params, b, order, *, states=None, n_restarts=None, max_iter
     P, M = params["n_relu"], params["A"].shape[0]
     tol = 1e-9 * (1.0 + np.abs(b).max() + np.abs(params["W"]).max()) if tol is None else tol
     found: dict[tuple, np.ndarray] = {}
+    strictly_found: dict[tuple, bool] = {}
+    points: dict[tuple, np.ndarray] = {}
+
+    def _same_cycle(found, pts, atol):
+        for key in found:
+            other = points[key]
+            j = np.flatnonzero(np.abs(other - pts[0]).max(axis=1) <= atol)
+            if j.size and np.abs(np.roll(other, -int(j[0]), axis=0) - pts).max() <= atol:
+                return key
+        return None
 
     def check(bits, z0):
         """Keep self-consistent candidates; return the regions the orbits actually visit."""
@@ -102,6 +112,7 @@ def search_sequences(params, b, order, *, states=None, n_restarts=None, max_iter
         ok = consistent(zR, bits, tol).all(axis=1)
         scale = 1.0 + np.abs(orbit[:, 0]).max(axis=1)
         ok &= np.abs(orbit[:, order] - orbit[:, 0]).max(axis=1) <= 1e-6 * scale
+        strict = (visited == bits).all(axis=(1, 2))
         n_new = 0
         for i in np.flatnonzero(ok):
             seq = tuple(bits_to_codes(bits[i]).tolist())
@@ -111,10 +122,20 @@ def search_sequences(params, b, order, *, states=None, n_restarts=None, max_iter
             if any(np.abs(pts[p] - pts[0]).max() <= 1e-8 * scale[i] for p in range(1, order) if order % p == 0):
                 continue
             key = _canonical(seq)
-            if key not in found:
-                shift = next(s for s in range(order) if tuple(seq[s:] + seq[:s]) == key)
-                found[key] = pts[shift]
-                n_new += 1
+            if key in found:
+                continue
+            shift = next(s for s in range(order) if tuple(seq[s:] + seq[:s]) == key)
+            pts = np.roll(pts, -shift, axis=0)
+            twin = _same_cycle(found, pts, 1e-7 * scale[i])  # a cycle through a region boundary
+            if twin is not None:
+                if strict[i] and not strictly_found.get(twin, False):
+                    del found[twin]  # prefer the region sequence that region_codes reports
+                else:
+                    continue
+            found[key] = pts[0]
+            strictly_found[key] = bool(strict[i])
+            points[key] = pts
+            n_new += twin is None
         return visited, ok, n_new
 
     if 2 ** (P * order) <= exhaustive_limit:
@@ -139,32 +160,32 @@ def search_sequences(params, b, order, *, states=None, n_restarts=None, max_iter
             out += list(rng.integers(0, 2, (n - len(out), order, P)).astype(bool))
         return np.array(out, dtype=bool).reshape(n, order, P)
 
-    n_chains = max(1, min(int(n_chains), n_restarts))
+    # SCYFI's budget is outer x inner solves; a chain that converges (to a real or an already
+    # found cycle) or stalls is replaced by a fresh one, and a new find resets the budget
+    budget = max(1, n_restarts * max_iter)
+    n_chains = max(1, min(int(n_chains), budget))
     bits, age = draw(n_chains), np.zeros(n_chains, dtype=int)
-    started = total = n_chains  # starts since the last new find, and in all
-    cap = 10 * n_restarts
+    spent, total, cap = 0, 0, 10 * budget
     while bits.shape[0]:
         z0, _, singular = _k_step_solve(params, b, bits)
+        spent += bits.shape[0]
+        total += bits.shape[0]
         visited = np.zeros_like(bits)
         ok = np.zeros(bits.shape[0], dtype=bool)
         good = np.flatnonzero(~singular)
         if good.size:
             visited[good], ok[good], n_new = check(bits[good], z0[good])
-            if n_new:  # as in SCYFI, a new find restarts the count of restarts
-                started = 0
+            if n_new:
+                spent = 0
         age += 1
         restart = ok | singular | (age >= max_iter) | (visited == bits).all(axis=(1, 2))
         bits = np.where(restart[:, None, None], bits, visited)
-        idx = np.flatnonzero(restart)
-        take = max(0, min(idx.size, n_restarts - started, cap - total))
-        if take:
-            bits[idx[:take]], age[idx[:take]] = draw(take), 0
-            started += take
-            total += take
-        if take < idx.size:
-            keep = np.ones(bits.shape[0], dtype=bool)
-            keep[idx[take:]] = False
+        if spent >= budget or total >= cap:
+            keep = ~restart  # let running chains finish, start no new ones
             bits, age = bits[keep], age[keep]
+        elif restart.any():
+            idx = np.flatnonzero(restart)
+            bits[idx], age[idx] = draw(idx.size), 0
     return found
 
 
@@ -184,8 +205,10 @@ def cycles(model, max_order: int, inputs=None, *, min_order: int = 1, states=Non
     states : array-like (..., T, M), optional
         Trajectories whose windows of visited regions seed the search.
     n_restarts, max_iter : int, optional
-        SCYFI's outer loop (random restarts, reset whenever a new cycle is found, capped at 10x)
-        and inner loop (longest chain of region-sequence updates); default SCYFI's per-order table.
+        SCYFI's outer and inner loop sizes (default: SCYFI's per-order table): the search spends
+        ``n_restarts * max_iter`` solves (reset whenever a new cycle is found, at most 10x), no
+        chain of region-sequence updates runs longer than ``max_iter``, and a chain that converges
+        or stalls is replaced by a fresh random (or seeded) one.
     n_chains : int
         Chains run side by side (batched solves).
     exhaustive_limit : int

@@ -260,7 +260,7 @@ def _tol(params, b):
 
 
 def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 20,
-                 include_virtual: bool | None = None, states=None, n_restarts: int = 1000,
+                 include_virtual: bool | None = None, states=None, n_restarts: int = 200,
                  max_iter: int = 50, slow_tol: float = 0.01, seed=0) -> xr.Dataset:
     """All fixed points of an AL-RNN under a constant input, with their stability and slow modes.
 
@@ -277,11 +277,12 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
         Largest P solved exhaustively (2**P regions, batched); "exhaustive" above it is an error.
     include_virtual : bool, optional
         Keep virtual (and singular) regions' points with ``real=False``. Default: kept when at
-        most 4096 regions are solved; the search keeps real points only.
+        most 1024 regions are solved (P <= 10); the search keeps real points only.
     states : array-like (..., M), optional
         Visited states (e.g. a simulated trajectory) whose regions seed the search.
     n_restarts, max_iter : int
-        Search: number of (re)starts and the longest chain of region jumps per start.
+        Search: SCYFI's outer and inner loops; ``n_restarts * max_iter`` region solves in all
+        (reset by each new find), no chain of region jumps longer than ``max_iter``.
     slow_tol : float
         A point's slowest mode is ``slow`` when ``abs(abs(lambda) - 1) <= slow_tol``.
     seed : int or Generator
@@ -295,7 +296,7 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
     "unstable node"/"unstable focus"), ``slowest_abs`` (the |lambda| nearest 1), ``slow``,
     ``timescale`` (steps, ``-1/log|lambda|``), ``slow_right``/``slow_left`` (eigenvectors of
     that mode, ``left @ right = 1``) and ``condition`` (of ``I - J``). Real points come first.
-    Eigen-quantities are NaN for virtual points when more than 4096 regions are kept.
+    Eigen-quantities are NaN for singular regions; ``condition`` is computed for real points only.
 
     Examples
     --------
@@ -334,14 +335,13 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
         codes = None
     n_regions = 2 ** P if codes is None else codes.size
     if include_virtual is None:
-        include_virtual = n_regions <= 4096
+        include_virtual = n_regions <= 1024
     n_solved = int(n_tried if n_tried is not None else n_regions)
     codes, z, singular, real, n_virtual, n_singular = _solve_codes(solver, params, b, codes, tol, include_virtual)
     n_stats = {"n_regions_solved": n_solved, "n_real": int(real.sum()), "n_virtual": n_virtual, "n_singular": n_singular}
     order = np.lexsort((codes, ~real))
     codes, z, singular, real = codes[order], z[order], singular[order], real[order]
-    spectral = real | (np.ones_like(real) if real.size <= 4096 else real)
-    ds = _assemble(params, b, codes, z, singular, real, spectral, slow_tol)
+    ds = _assemble(params, b, codes, z, singular, real, slow_tol)
     ds.attrs.update({"n_relu": P, "method": method, "slow_tol": float(slow_tol), **n_stats})
     return ds
 
@@ -402,26 +402,42 @@ def classify(eigenvalues, tol: float = 1e-9) -> str:
     return "saddle-focus" if complex_[unstable].any() else "saddle"
 
 
-def spectrum(J: np.ndarray, slow_tol: float) -> dict:
-    """Eigen-quantities of one Jacobian: eigenvalues, slowest mode and its left/right vectors."""
+def spectra(J: np.ndarray, slow_tol: float) -> dict:
+    """Eigen-quantities of a batch of Jacobians (n, M, M): eigenvalues sorted by decreasing
+    modulus, the slowest mode (|lambda| nearest 1) with its right and left eigenvectors
+    (``left @ right = 1``), spectral radius, stability and a kind name."""
+    n, M = J.shape[0], J.shape[-1]
     eig, V = np.linalg.eig(J)
-    order = np.argsort(-np.abs(eig), kind="stable")
-    eig, V = eig[order], V[:, order]
-    k = int(np.argmin(np.abs(np.abs(eig) - 1)))
-    right = V[:, k]
-    try:
-        left = np.linalg.inv(V)[k]  # row k of V^-1: left eigenvector with left @ right = 1
-    except np.linalg.LinAlgError:
+    order = np.argsort(-np.abs(eig), axis=1, kind="stable")
+    eig = np.take_along_axis(eig, order, axis=1)
+    V = np.take_along_axis(V, order[:, None, :], axis=2)
+    mag = np.abs(eig)
+    k = np.argmin(np.abs(mag - 1), axis=1)
+    rows = np.arange(n)
+    right = V[rows, :, k]
+    try:  # row k of V^-1 is the left eigenvector with left @ right = 1
+        left = np.linalg.inv(V)[rows, k]
+    except np.linalg.LinAlgError:  # a defective Jacobian somewhere: invert one by one
         left = np.full_like(right, np.nan)
-    mag = float(np.abs(eig[k]))
-    with np.errstate(divide="ignore"):
-        timescale = float(-1.0 / np.log(mag)) if 0 < mag < 1 else np.inf if mag >= 1 else 0.0
-    return {"eigenvalues": eig, "spectral_radius": float(np.abs(eig).max()), "stable": bool(np.abs(eig).max() < 1),
-            "n_unstable": int((np.abs(eig) > 1).sum()), "kind": classify(eig), "slowest_abs": mag,
-            "slow": bool(abs(mag - 1) <= slow_tol), "timescale": timescale, "slow_right": right, "slow_left": left}
+        for i in range(n):
+            try:
+                left[i] = np.linalg.inv(V[i])[k[i]]
+            except np.linalg.LinAlgError:
+                pass
+    slowest = mag[rows, k]
+    timescale = np.full(n, np.inf)
+    decaying = slowest < 1
+    timescale[decaying] = 0.0
+    positive = decaying & (slowest > 0)
+    timescale[positive] = -1.0 / np.log(slowest[positive])
+    radius = mag.max(axis=1) if M else np.zeros(n)
+    return {"eigenvalues": eig, "spectral_radius": radius, "stable": radius < 1,
+            "n_unstable": (mag > 1).sum(axis=1), "kind": np.array([classify(e) for e in eig], dtype=object),
+            "slowest_abs": slowest, "slow": np.abs(slowest - 1) <= slow_tol, "timescale": timescale,
+            "slow_right": right, "slow_left": left}
 
 
-def _assemble(params, b, codes, z, singular, real, spectral, slow_tol) -> xr.Dataset:
+def _assemble(params, b, codes, z, singular, real, slow_tol) -> xr.Dataset:
     M, P = params["A"].shape[0], params["n_relu"]
     n = codes.size
     eig = np.full((n, M), np.nan + 0j)
@@ -430,17 +446,18 @@ def _assemble(params, b, codes, z, singular, real, spectral, slow_tol) -> xr.Dat
     n_unstable = np.full(n, -1)
     kind = np.full(n, "", dtype=object)
     right, left = np.full((n, M), np.nan + 0j), np.full((n, M), np.nan + 0j)
-    idx = np.flatnonzero(spectral & ~singular)
-    if idx.size:
+    idx = np.flatnonzero(~singular)
+    if idx.size and M:
         J = region_jacobian(codes_to_bits(codes[idx], P), params)
-        for j, i in enumerate(idx):
-            s = spectrum(J[j], slow_tol)
-            eig[i], right[i], left[i] = s["eigenvalues"], s["slow_right"], s["slow_left"]
-            for key in ("spectral_radius", "slowest_abs", "timescale"):
-                scal[key][i] = s[key]
-            flags["stable"][i], flags["slow"][i] = s["stable"], s["slow"]
-            n_unstable[i], kind[i] = s["n_unstable"], s["kind"]
-            scal["condition"][i] = np.linalg.cond(np.eye(M) - J[j])
+        s = spectra(J, slow_tol)
+        eig[idx], right[idx], left[idx] = s["eigenvalues"], s["slow_right"], s["slow_left"]
+        for key in ("spectral_radius", "slowest_abs", "timescale"):
+            scal[key][idx] = s[key]
+        flags["stable"][idx], flags["slow"][idx] = s["stable"], s["slow"]
+        n_unstable[idx], kind[idx] = s["n_unstable"], s["kind"]
+        ridx = np.flatnonzero(real[idx])
+        if ridx.size:
+            scal["condition"][idx[ridx]] = np.linalg.cond(np.eye(M) - J[ridx])
     pt, lat = ("point",), ("point", "latent")
     return xr.Dataset(
         {"z": (lat, z), "region": (pt, codes), "real": (pt, real), "singular": (pt, singular),
