@@ -1,6 +1,7 @@
 """Fused CPU backend of :func:`neuroalrnn.recurrence.alrnn_scan`: numba forward and adjoint.
 
-The time loop runs in compiled code on time-major buffers; each step is one small GEMM
+The time loop runs in compiled code on the (batch, time, units) arrays as given (no transposed
+copies); each step is one small GEMM
 (``phi(prev) @ W.T``) plus fused elementwise work. The backward pass is a hand-written
 reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory is
 O(B T M) and time O(T); ``dW`` is accumulated by one small GEMM per step.
@@ -21,19 +22,19 @@ from torch.autograd.function import once_differentiable
 
 @njit(cache=True)
 def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
-    T, B, M = drive.shape
+    B, T, M = drive.shape
     N = force.shape[2]
-    out = np.empty((T, B, M), dtype=drive.dtype)
+    out = np.empty((B, T, M), dtype=drive.dtype)
     prev = z0.copy()
     phi = np.empty((B, M), dtype=drive.dtype)
     tmp = np.empty((B, M), dtype=drive.dtype)
     for t in range(T):
         if has_force:
             for b in range(B):
-                a = alpha[t, b]
+                a = alpha[b, t]
                 if a != 0:
                     for i in range(N):
-                        prev[b, i] = (1 - a) * prev[b, i] + a * force[t, b, i]
+                        prev[b, i] = (1 - a) * prev[b, i] + a * force[b, t, i]
         for b in range(B):
             for i in range(n_lin):
                 phi[b, i] = prev[b, i]
@@ -43,41 +44,44 @@ def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no co
         np.dot(phi, WT, tmp)
         for b in range(B):
             for i in range(M):
-                v = A[i] * prev[b, i] + tmp[b, i] + drive[t, b, i]
-                out[t, b, i] = v
+                v = A[i] * prev[b, i] + tmp[b, i] + drive[b, t, i]
+                out[b, t, i] = v
                 prev[b, i] = v
     return out
 
 
 @njit(cache=True)
 def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
-    T, B, M = out.shape
+    B, T, M = out.shape
     N = force.shape[2]
     dt = out.dtype
-    lam = np.empty((T, B, M), dtype=dt)    # dL/dz_t in total = grad of drive
-    dforce = np.zeros((T, B, N), dtype=dt)
-    dalpha = np.zeros((T, B), dtype=dt)
+    lam = np.empty((B, T, M), dtype=dt)    # total dL/dz_t = the gradient of drive
+    dforce = np.zeros((B, T, N), dtype=dt)
+    dalpha = np.zeros((B, T), dtype=dt)
     dA = np.zeros(M, dtype=dt)
     dW = np.zeros((M, M), dtype=dt)
     dWt = np.empty((M, M), dtype=dt)
-    carry = np.zeros((B, M), dtype=dt)
+    carry = np.zeros((B, M), dtype=dt)     # dL/dz_t arriving from step t + 1
+    lt = np.empty((B, M), dtype=dt)
+    raw = np.empty((B, M), dtype=dt)
     prev = np.empty((B, M), dtype=dt)
     ph = np.empty((B, M), dtype=dt)
     tmp = np.empty((B, M), dtype=dt)
     for t in range(T - 1, -1, -1):
-        src = z0 if t == 0 else out[t - 1]
-        lt = lam[t]
-        gt = gout[t]
         for b in range(B):
             for i in range(M):
-                lt[b, i] = gt[b, i] + carry[b, i]
-                prev[b, i] = src[b, i]
-        if has_force:
+                v = gout[b, t, i] + carry[b, i]
+                lt[b, i] = v
+                lam[b, t, i] = v
+                r = z0[b, i] if t == 0 else out[b, t - 1, i]
+                raw[b, i] = r
+                prev[b, i] = r
+        if has_force:  # recompute the forced previous state
             for b in range(B):
-                a = alpha[t, b]
+                a = alpha[b, t]
                 if a != 0:
                     for i in range(N):
-                        prev[b, i] = (1 - a) * prev[b, i] + a * force[t, b, i]
+                        prev[b, i] = (1 - a) * prev[b, i] + a * force[b, t, i]
         for b in range(B):
             for i in range(n_lin):
                 ph[b, i] = prev[b, i]
@@ -86,8 +90,8 @@ def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: n
                 ph[b, i] = v if v > 0 else 0
             for i in range(M):
                 dA[i] += lt[b, i] * prev[b, i]
-        np.dot(lt, W, tmp)
-        np.dot(lt.T, ph, dWt)
+        np.dot(lt, W, tmp)       # W^T lambda, per trial
+        np.dot(lt.T, ph, dWt)    # lambda phi^T, summed over trials
         for i in range(M):
             for j in range(M):
                 dW[i, j] += dWt[i, j]
@@ -96,13 +100,13 @@ def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: n
                 carry[b, i] = A[i] * lt[b, i] + tmp[b, i]
             for i in range(n_lin, M):
                 carry[b, i] = A[i] * lt[b, i] + (tmp[b, i] if prev[b, i] > 0 else 0)
-        if has_force:
+        if has_force:  # through the mixing: to force, alpha and the unforced state
             for b in range(B):
-                a = alpha[t, b]
+                a = alpha[b, t]
                 for i in range(N):
                     dp = carry[b, i]
-                    dforce[t, b, i] = a * dp
-                    dalpha[t, b] += dp * (force[t, b, i] - src[b, i])
+                    dforce[b, t, i] = a * dp
+                    dalpha[b, t] += dp * (force[b, t, i] - raw[b, i])
                     carry[b, i] = (1 - a) * dp
     return carry, lam, dA, dW, dforce, dalpha
 
@@ -134,33 +138,33 @@ class _NumbaScan(torch.autograd.Function):
         n_lin = M - n_relu
         has_force = force is not None
         B, T = drive.shape[:2]
-        f = _np(force.transpose(0, 1)) if has_force else np.zeros((T, B, 0), dtype=_np(A).dtype)
-        a = _np(alpha.transpose(0, 1)) if has_force else np.zeros((T, B), dtype=f.dtype)
+        dtype = _np(A).dtype
+        f = _np(force) if has_force else np.zeros((B, T, 0), dtype=dtype)
+        a = _np(alpha) if has_force else np.zeros((B, T), dtype=dtype)
         with _blas_limit():
-            out = _forward(_np(z0), _np(drive.transpose(0, 1)), _np(A), _np(W.T), n_lin, f, a, has_force)
+            out = _forward(_np(z0), _np(drive), _np(A), _np(W.T), n_lin, f, a, has_force)
         ctx.n_lin, ctx.has_force = n_lin, has_force
         ctx.arrays = (f, a)
-        states_tm = torch.from_numpy(out)
-        ctx.save_for_backward(z0, A, W, states_tm)
-        return states_tm.transpose(0, 1)
+        states = torch.from_numpy(out)
+        ctx.save_for_backward(z0, A, W, states)
+        return states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        z0, A, W, states_tm = ctx.saved_tensors
+        z0, A, W, states = ctx.saved_tensors
         f, a = ctx.arrays
         with _blas_limit():
             dz0, lam, dA, dW, dforce, dalpha = _backward(
-                _np(grad.transpose(0, 1)), _np(z0), states_tm.numpy(), _np(A), _np(W), ctx.n_lin, f, a,
-                ctx.has_force)
+                _np(grad), _np(z0), states.numpy(), _np(A), _np(W), ctx.n_lin, f, a, ctx.has_force)
         need = ctx.needs_input_grad
         t = torch.from_numpy
         return (t(dz0) if need[0] else None,
-                t(lam).transpose(0, 1) if need[1] else None,
+                t(lam) if need[1] else None,
                 t(dA) if need[2] else None,
                 t(dW) if need[3] else None,
-                t(dforce).transpose(0, 1) if (ctx.has_force and need[4]) else None,
-                t(dalpha).transpose(0, 1) if (ctx.has_force and need[5]) else None,
+                t(dforce) if (ctx.has_force and need[4]) else None,
+                t(dalpha) if (ctx.has_force and need[5]) else None,
                 None)
 
 
