@@ -37,13 +37,15 @@ def _plain_loss(module, x, mask, s, tau, alpha):
     return num / den
 
 
-@pytest.mark.parametrize("forcing,tau,alpha", [("sparse", 4, 1.0), ("sparse", 3, 0.6), ("generalized", 1, 0.3)])
-def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha):
+@pytest.mark.parametrize("forcing,tau,alpha,ragged", [("sparse", 4, 1.0, True), ("sparse", 3, 0.6, True),
+                                                      ("generalized", 1, 0.3, True), ("generalized", 1, 0.3, False)])
+def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha, ragged):
     module = _module(K=2)
     B, T = 5, 23
     x = torch.as_tensor(rng.normal(size=(B, T, 2)))
     s = torch.as_tensor(rng.normal(size=(B, T, 2)))
-    mask = torch.as_tensor(np.arange(T)[None] < np.array([23, 17, 10, 23, 5])[:, None])
+    lengths = np.array([23, 17, 10, 23, 5]) if ragged else np.full(B, T)
+    mask = torch.as_tensor(np.arange(T)[None] < lengths[:, None])
     x = torch.where(mask[..., None], x, torch.full((), float("nan"), dtype=x.dtype))  # NaN padding
     obj = TeacherForcingObjective(forcing, tau=tau, alpha=alpha)
     params = [module.model.A, module.model.W, module.model.h, module.model.C, module.observation.L]
