@@ -74,6 +74,15 @@ def main(argv=None):
             extra = f"{'(skipped)':>10} {'':>6}"
         print(f"{M:4d} {P:3d} {2 ** P:9d} {wall:8.2f} {cpu:8.2f} {fp.attrs['n_real']:6d} | {extra}")
 
+    print("\nfixed_points, SCYFI-style search above max_exhaustive_p (default budget; seconds)")
+    for M, P in ((64, 16), (64, 32)):
+        params = _model(M, P)
+        wall, cpu, fp = _time(lambda: fixed_points(params, regions="search"), 1)
+        line = f"M = {M}, P = {P}: search {wall:.2f} (cpu {cpu:.2f}), real points found {fp.attrs['n_real']}"
+        if P <= 20:
+            line += f" (exhaustive: {fixed_points(params).attrs['n_real']})"
+        print(line)
+
     print("\nregion codes of 1e6 states, M = 64 (seconds)")
     z = np.random.default_rng(0).normal(size=(1_000_000, 64))
     for P in (16, 62):

@@ -119,3 +119,19 @@ def test_scyfi_10d_case(shared_data, order, expected):
     assert len(found) == expected
     for c in found:
         _check_cycle(c, params)
+
+
+def test_states_seed_the_cycle_search(shared_data):
+    """A trajectory on the stable 16-cycle seeds a search too small to find it at random."""
+    case = next(c for c in _load_cases(shared_data)["cases_2d"] if c["name"] == "test_finding_16_cycle_2D")
+    params = {"A": case["a"], "W": [[0.0, case["w1"]], [case["w2"], 0.0]], "h": case["h"], "n_relu": 2}
+    stable = [c for c in case["independent_numpy_check"]["cycles"] if c["max_abs_eig_of_k_step_jacobian"] < 1][0]
+    A, W, h = (np.asarray(params[k], float) for k in ("A", "W", "h"))
+    z, traj = np.asarray(stable["first_point"]) + 1e-6, []
+    for _ in range(64):
+        z = A * z + W @ np.maximum(z, 0) + h
+        traj.append(z)
+    seeded = cycles(params, 16, min_order=16, states=np.array(traj), n_restarts=1, max_iter=1, n_chains=1)
+    assert len(seeded) == 1 and bool(seeded[0].stable)
+    np.testing.assert_allclose(np.abs(seeded[0].z.values - stable["first_point"]).max(axis=1).min(), 0, atol=1e-6)
+    assert cycles(params, 16, min_order=16, n_restarts=1, max_iter=1, n_chains=1) == []
