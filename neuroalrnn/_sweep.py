@@ -174,8 +174,10 @@ def connect(scheduler=None, *, n_jobs: int = 1, connect_timeout: float = CONNECT
         except (OSError, TimeoutError) as error:
             raise ConnectionError(f"scheduler: no Dask scheduler answered at {scheduler!r} within "
                                   f"{connect_timeout:g} s ({error})") from None
+    # no dashboard; the scheduler's small HTTP server (health/metrics) on a free loopback port
     cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                           silence_logs=40)
     return Client(cluster, set_as_default=False), True
 
 

@@ -88,6 +88,7 @@ def test_summarize_matches_scipy():
     assert df.columns.tolist() == ["n_relu", "mean", "sem", "n"] and df.loc["b", "n"] == 8
 
 
+@pytest.mark.slow  # each fresh worker process imports torch (~10-20 s on a busy 2-core box)
 def test_local_cluster_matches_serial(ds, serial):
     models = {"P=2": MODELS["P=2"]}
     parallel = compare(ds, models, cv=3, groups="session", seeds=[0, 1], n_jobs=2)
@@ -138,3 +139,39 @@ def test_unreachable_scheduler(ds):
         port = sock.getsockname()[1]
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
         compare(ds, {"a": TINY}, cv=2, scheduler=f"tcp://127.0.0.1:{port}")
+
+
+def test_device_override_is_passed_and_not_part_of_the_key(ds, tmp_path, monkeypatch):
+    import neuroalrnn.compare as cmp
+
+    seen = []
+    real = cmp._fit_score
+
+    def spy(task, shared):
+        seen.append(shared["device"])
+        return real(task, shared)
+
+    monkeypatch.setattr(cmp, "_fit_score", spy)
+    first = compare(ds, {"a": TINY}, cv=2, device="auto", results_dir=tmp_path)  # "auto": CPU here
+    assert seen == ["auto", "auto"]
+    second = compare(ds, {"a": TINY}, cv=2, device="cpu", results_dir=tmp_path)
+    assert len(seen) == 2  # same fits on another device are not redone
+    xr.testing.assert_identical(first["score"], second["score"])
+    with pytest.raises(TypeError, match="device"):
+        compare(ds, {"a": TINY}, cv=2, device=0)
+
+
+def test_plot_score_vs_p(serial):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from neuroalrnn.plot import plot_score_vs_p
+
+    s = summarize(serial)
+    ax = plot_score_vs_p(s)
+    line = ax.containers[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [0, 2])
+    np.testing.assert_allclose(line.get_ydata(), s["mean"].values[:2])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gru", "AL-RNN"]
+    with pytest.raises(ValueError, match="n_relu"):
+        plot_score_vs_p(s.drop_vars("n_relu"))

@@ -97,7 +97,8 @@ def test_unreachable_scheduler_fails_fast():
 def client():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=40)
+                                       dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                                       silence_logs=40)
     client = distributed.Client(cluster, set_as_default=False)
     yield client
     client.close()
