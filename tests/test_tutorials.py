@@ -41,6 +41,7 @@ def test_02_stimulus_selection(monkeypatch):
     assert images >= 3  # a trial, accuracy against P, psychometric curves
 
 
+@pytest.mark.slow  # starts a LocalCluster of 2 worker processes
 def test_05_cross_validated_comparison(monkeypatch):
     monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
     nb = run_notebook(TUTORIALS / "05_cross_validated_comparison.ipynb")
