@@ -228,3 +228,15 @@ def test_lorenz_reference_skeleton(shared_data):
     # the two saddle-foci are the Lorenz wings: opposite signs of the first two readout coordinates
     foci = real.sel(point=real.kind == "saddle-focus").z.values[:, :2]
     assert np.all(np.sign(foci[0]) == -np.sign(foci[1]))
+
+
+def test_decoupled_bistable_units_every_region_real():
+    # each unit: z -> 0.5 z + 0.8 relu(z) - 0.1, off point -0.2 (slope 0.5), on point 1/3 (slope 1.3)
+    M = 6
+    fp = fixed_points({"A": np.full(M, 0.5), "W": 0.8 * np.eye(M), "h": np.full(M, -0.1), "n_relu": M})
+    assert fp.attrs["n_real"] == 2 ** M and bool(fp["real"].all())
+    for code, z, n_unstable in zip(fp.region.values, fp.z.values, fp.n_unstable.values):
+        bits = ((code >> np.arange(M)) & 1).astype(bool)
+        np.testing.assert_allclose(z, np.where(bits, 1 / 3, -0.2))
+        assert n_unstable == bits.sum()
+    assert fp.region.values[fp.stable.values].tolist() == [0]

@@ -374,15 +374,21 @@ def _solve_codes(solver, params, b, codes, tol, include_virtual):
         good = ~sing
         z[idx[good]] = zp[good]
         real[idx] = good & consistent(z[idx, M - P:], bits, tol)
-        real[idx] &= _unique_mask(z[idx], tol)
+        real[idx] &= _unique_mask(z[idx], P, tol)
     return codes, z, singular, real, n_virtual, n_singular
 
 
-def _unique_mask(z, tol) -> np.ndarray:
-    """False for points equal (within tol) to an earlier one (boundary points found twice)."""
+def _unique_mask(z, n_relu, tol) -> np.ndarray:
+    """False for points equal (within tol) to an earlier one: a point on a region boundary (a
+    ReLU coordinate ~ 0) is the fixed point of every region it touches. Only such points are
+    compared, so many real points stay cheap."""
     keep = np.ones(z.shape[0], dtype=bool)
-    for i in range(1, z.shape[0]):
-        if np.any(np.abs(z[:i][keep[:i]] - z[i]).max(axis=1) <= 1e3 * tol):
+    atol = 1e3 * tol
+    zR = z[:, z.shape[1] - n_relu:]
+    boundary = np.flatnonzero((np.abs(zR) <= atol).any(axis=1))
+    for n, i in enumerate(boundary[1:], start=1):
+        earlier = boundary[:n][keep[boundary[:n]]]
+        if earlier.size and np.any(np.abs(z[earlier] - z[i]).max(axis=1) <= atol):
             keep[i] = False
     return keep
 
