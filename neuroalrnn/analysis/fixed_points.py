@@ -355,18 +355,19 @@ def _solve_codes(solver, params, b, codes, tol, include_virtual):
         blocks = ((codes[i:i + _CHUNK], *solver.solve(codes_to_bits(codes[i:i + _CHUNK], P), include_virtual))
                   for i in range(0, codes.size, _CHUNK))
     out_codes, out_z, out_sing, out_real = [], [], [], []
-    n_singular = n_virtual = 0
+    n_singular = n_solved = 0
+    loose = 1e4 * tol  # candidates for the exact recheck: the P x P reduction can be slightly off
     for cc, zc, sc in blocks:
-        rc = ~sc & consistent(zc[:, zc.shape[1] - P:], codes_to_bits(cc, P), tol)
+        rc = ~sc & consistent(zc[:, zc.shape[1] - P:], codes_to_bits(cc, P), loose)
         n_singular += int(sc.sum())
-        n_virtual += int((~rc & ~sc).sum())
+        n_solved += cc.size
         keep = slice(None) if include_virtual else rc
         out_codes.append(cc[keep]), out_z.append(zc[keep]), out_sing.append(sc[keep]), out_real.append(rc[keep])
     codes = np.concatenate(out_codes) if out_codes else np.empty(0, np.int64)
     singular = np.concatenate(out_sing) if out_sing else np.empty(0, bool)
     real = np.concatenate(out_real) if out_real else np.empty(0, bool)
     z = np.concatenate(out_z) if include_virtual and out_z else np.full((codes.size, M), np.nan)
-    idx = np.flatnonzero(real)  # polish the real points with the full system and recheck them
+    idx = np.flatnonzero(real)  # solve the candidates with the full system and check them exactly
     if idx.size:
         bits = codes_to_bits(codes[idx], P)
         K = np.eye(M) - region_jacobian(bits, params)
@@ -375,6 +376,9 @@ def _solve_codes(solver, params, b, codes, tol, include_virtual):
         z[idx[good]] = zp[good]
         real[idx] = good & consistent(z[idx, M - P:], bits, tol)
         real[idx] &= _unique_mask(z[idx], P, tol)
+    if not include_virtual:
+        codes, z, singular, real = codes[real], z[real], singular[real], real[real]
+    n_virtual = n_solved - n_singular - int(real.sum())
     return codes, z, singular, real, n_virtual, n_singular
 
 
