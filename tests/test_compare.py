@@ -175,3 +175,18 @@ def test_plot_score_vs_p(serial):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gru", "AL-RNN"]
     with pytest.raises(ValueError, match="n_relu"):
         plot_score_vs_p(s.drop_vars("n_relu"))
+
+
+def test_teacher_forcing_family_on_recordings():
+    from neuroalrnn.schema import from_arrays
+
+    t = np.arange(25) * 0.3
+    x = np.stack([np.stack([np.sin(t + p), np.cos(t + p)], 1) for p in np.linspace(0, 3, 12)])
+    rec = from_arrays(activity=x, dt=0.1, trial_coords={"session": np.repeat([0, 1, 2], 4)})
+    tf = dict(n_units=5, tau=5, n_steps=2, eval_every=2, n_ahead=3, batch_size=4)
+    res = compare(rec, {"P=0": dict(tf, n_relu=0), "P=2": dict(tf, n_relu=2)}, cv=3, groups="session")
+    assert res["family"].values.tolist() == ["teacher_forcing", "teacher_forcing"]
+    assert res["n_relu"].values.tolist() == [0.0, 2.0]
+    assert np.all(res["score"].values <= 0) and np.isfinite(res["score"].values).all()
+    with pytest.raises(ValueError, match="unknown parameters"):
+        compare(rec, {"a": {"n_relu": 0, "select_metric": "val_accuracy"}})  # a task option on recordings
