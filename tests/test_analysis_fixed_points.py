@@ -240,3 +240,25 @@ def test_decoupled_bistable_units_every_region_real():
         np.testing.assert_allclose(z, np.where(bits, 1 / 3, -0.2))
         assert n_unstable == bits.sum()
     assert fp.region.values[fp.stable.values].tolist() == [0]
+
+
+def test_singular_elimination_groups_fall_back_to_direct_solves(rng):
+    # P = M = 7 (5 low bits, 2 high): with both high units on, I - W_HH is singular, yet the
+    # whole system is regular once a low unit couples in; those groups must take the direct path
+    M = 7
+    W = np.zeros((M, M))
+    W[5, 6] = W[6, 5] = 1.0
+    W[5, 0] = W[0, 5] = 1.0
+    W[:5, :5] = rng.normal(0, 0.2, (5, 5))
+    params = {"A": np.zeros(M), "W": W, "h": rng.normal(0, 1, M), "n_relu": M}
+    fp = fixed_points(params, include_virtual=True)
+    p = model_params(params)
+    for code, z, sing in zip(fp.region.values, fp.z.values, fp.singular.values):
+        bits = ((code >> np.arange(M)) & 1).astype(bool)
+        K = np.eye(M) - region_jacobian(bits, p)
+        if np.linalg.cond(K) > 1e12:
+            assert sing
+        else:
+            assert not sing
+            np.testing.assert_allclose(z, np.linalg.solve(K, p["h"]), rtol=1e-8, atol=1e-10)
+    assert 0 < fp.attrs["n_singular"] < 2 ** M

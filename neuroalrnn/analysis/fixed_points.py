@@ -193,6 +193,8 @@ class _RegionSolver:
             dH = codes_to_bits(hv, ph) - d0H                                 # (g, ph)
             T = np.eye(ph) - U_HH * dH[:, None, :]
             QR, badT = _safe_solve_matrix(T, np.broadcast_to(rhs_H, (g, ph, pl + 1)))
+            # a near-singular elimination shows as a huge solution: solve those groups directly
+            badT |= ~(np.abs(QR).max(axis=(1, 2)) <= 1e8 * (1.0 + np.abs(rhs_H).max()))
             QU, Qg = QR[..., :pl], QR[..., pl]                               # (g, ph, pl), (g, ph)
             ULHd = U_LH * dH[:, None, :]                                     # (g, pl, ph)
             Ut = U_LL + ULHd @ QU                                            # (g, pl, pl)
