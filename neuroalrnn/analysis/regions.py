@@ -183,7 +183,10 @@ def region_occupancy(codes, mask=None, *, per_trial: bool = False, normalize: bo
             raise ValueError(f"codes: per_trial=True needs a 'trial' dim, got dims {da.dims}")
         other = [d for d in da.dims if d != "trial"]
         flat = da.transpose("trial", *other).values.reshape(da.sizes["trial"], -1)
-        counts = (flat[:, :, None] == visited[None, None, :]).sum(axis=1)
+        trial_idx = np.broadcast_to(np.arange(flat.shape[0])[:, None], flat.shape)
+        ok = flat != INVALID
+        counts = np.bincount(trial_idx[ok] * visited.size + np.searchsorted(visited, flat[ok]),
+                             minlength=flat.shape[0] * visited.size).reshape(flat.shape[0], visited.size)
         trial_coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {"trial"}}
         out = xr.DataArray(counts, dims=("trial", "region"), coords={**trial_coords, "region": visited})
     else:
