@@ -25,6 +25,7 @@ import xarray as xr
 from neuroalrnn.analysis.regions import _check_n_relu, codes_to_bits
 
 _CHUNK = 32768
+_MAX_EXHAUSTIVE = 30  # 2**30 regions: hours of work, the ceiling even when max_exhaustive_p is raised
 
 
 def model_params(model) -> dict:
@@ -123,7 +124,7 @@ class _RegionSolver:
             if cond < 1e6:
                 break
         cond, self.d0, K0 = best
-        if not np.isfinite(cond) or cond > 1e14:  # every base tried is singular: solve each region fully
+        if not np.isfinite(cond) or cond > 1e10:  # every base tried is (nearly) singular: solve each region fully
             self.U = None
             return
         self.U = np.linalg.solve(K0, W[:, M - P:])  # (M, P)
@@ -315,7 +316,11 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
     if isinstance(regions, str):
         if regions not in ("auto", "exhaustive", "search"):
             raise ValueError(f"regions: expected 'auto', 'exhaustive', 'search' or an array of codes, got {regions!r}")
-        method = ("exhaustive" if P <= max_exhaustive_p else "search") if regions == "auto" else regions
+        limit = min(int(max_exhaustive_p), _MAX_EXHAUSTIVE)
+        method = ("exhaustive" if P <= limit else "search") if regions == "auto" else regions
+        if method == "exhaustive" and P > _MAX_EXHAUSTIVE:
+            raise ValueError(f"regions: exhaustive search over 2**{P} regions is beyond the supported "
+                             f"{_MAX_EXHAUSTIVE} ReLU units; use regions='search' (SCYFI-style)")
         if method == "exhaustive" and P > max_exhaustive_p:
             raise ValueError(f"regions: exhaustive search over 2**{P} regions exceeds max_exhaustive_p={max_exhaustive_p}; "
                              "use regions='search' (SCYFI-style) or raise the limit")
