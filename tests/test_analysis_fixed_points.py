@@ -262,3 +262,16 @@ def test_singular_elimination_groups_fall_back_to_direct_solves(rng):
             assert not sing
             np.testing.assert_allclose(z, np.linalg.solve(K, p["h"]), rtol=1e-8, atol=1e-10)
     assert 0 < fp.attrs["n_singular"] < 2 ** M
+
+
+def test_line_attractor_is_a_singular_real_continuum():
+    # integrator z0' = z0 + relu(z1), z1' = -1: every (z0, -1) is a fixed point (region 0);
+    # with the ReLU unit on, (I - J) z = b has no solution at all
+    fp = fixed_points({"A": [1.0, 0.0], "W": [[0.0, 1.0], [0.0, 0.0]], "h": [0.0, -1.0], "n_relu": 1})
+    assert fp.region.values.tolist() == [0, 1] and fp["real"].values.tolist() == [True, False]
+    assert fp.singular.values.tolist() == [True, True] and fp.attrs["n_singular"] == 2
+    np.testing.assert_allclose(fp.z.values[0], [0.0, -1.0], atol=1e-12)
+    assert np.isnan(fp.z.values[1]).all()
+    line = fp.isel(point=0)
+    assert bool(line.slow) and float(line.slowest_abs) == pytest.approx(1.0)
+    np.testing.assert_allclose(np.abs(line.slow_right.values), [1.0, 0.0], atol=1e-12)  # along z0

@@ -25,6 +25,7 @@ import xarray as xr
 from neuroalrnn.analysis.regions import _check_n_relu, codes_to_bits
 
 _CHUNK = 32768
+_MAX_SINGULAR = 1024  # singular regions examined for a continuum of fixed points
 _MAX_EXHAUSTIVE = 30  # 2**30 regions: hours of work, the ceiling even when max_exhaustive_p is raised
 
 
@@ -298,8 +299,10 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
     ``n_unstable``, ``kind`` ("stable node"/"stable focus"/"saddle"/"saddle-focus"/
     "unstable node"/"unstable focus"), ``slowest_abs`` (the |lambda| nearest 1), ``slow``,
     ``timescale`` (steps, ``-1/log|lambda|``), ``slow_right``/``slow_left`` (eigenvectors of
-    that mode, ``left @ right = 1``) and ``condition`` (of ``I - J``). Real points come first.
-    Eigen-quantities are NaN for singular regions; ``condition`` is computed for real points only.
+    that mode, ``left @ right = 1``) and ``condition`` (of ``I - J``, for isolated real points).
+    Real points come first. A ``singular`` region (``I - J`` not invertible) has ``z`` NaN, unless
+    its system is consistent: then it holds a continuum of fixed points (a line attractor, say),
+    ``z`` is its minimum-norm point and ``real`` says whether that point lies in the region.
 
     Examples
     --------
@@ -368,12 +371,16 @@ def _solve_codes(solver, params, b, codes, tol, include_virtual):
         rc = ~sc & consistent(zc[:, zc.shape[1] - P:], codes_to_bits(cc, P), loose)
         n_singular += int(sc.sum())
         n_solved += cc.size
-        keep = slice(None) if include_virtual else rc
+        # without virtual points, singular regions are kept only while few enough to examine
+        keep = slice(None) if include_virtual else (rc | (sc & (n_singular <= _MAX_SINGULAR)))
         out_codes.append(cc[keep]), out_z.append(zc[keep]), out_sing.append(sc[keep]), out_real.append(rc[keep])
     codes = np.concatenate(out_codes) if out_codes else np.empty(0, np.int64)
     singular = np.concatenate(out_sing) if out_sing else np.empty(0, bool)
     real = np.concatenate(out_real) if out_real else np.empty(0, bool)
     z = np.concatenate(out_z) if include_virtual and out_z else np.full((codes.size, M), np.nan)
+    if not include_virtual and n_singular > _MAX_SINGULAR:  # too many singular regions: counts only
+        keep = ~singular
+        codes, z, singular, real = codes[keep], z[keep], singular[keep], real[keep]
     idx = np.flatnonzero(real)  # solve the candidates with the full system and check them exactly
     if idx.size:
         bits = codes_to_bits(codes[idx], P)
@@ -382,11 +389,30 @@ def _solve_codes(solver, params, b, codes, tol, include_virtual):
         good = ~sing
         z[idx[good]] = zp[good]
         real[idx] = good & consistent(z[idx, M - P:], bits, tol)
-        real[idx] &= _unique_mask(z[idx], P, tol)
+    _continua(params, b, codes, z, singular, real, tol)
+    idx = np.flatnonzero(real)
+    real[idx] &= _unique_mask(z[idx], P, tol)  # a boundary point is found in every region it touches
     if not include_virtual:
         codes, z, singular, real = codes[real], z[real], singular[real], real[real]
-    n_virtual = n_solved - n_singular - int(real.sum())
+    n_virtual = n_solved - n_singular - int((real & ~singular).sum())
     return codes, z, singular, real, n_virtual, n_singular
+
+
+def _continua(params, b, codes, z, singular, real, tol) -> None:
+    """Singular regions whose system is still consistent hold a continuum of fixed points (e.g. a
+    line attractor): fill in its minimum-norm point (in place) and mark it real when it lies in
+    its own region. Skipped when there are more than ``_MAX_SINGULAR`` singular regions."""
+    idx = np.flatnonzero(singular)
+    if not idx.size or idx.size > _MAX_SINGULAR:
+        return
+    P, M = params["n_relu"], params["A"].shape[0]
+    bits = codes_to_bits(codes[idx], P)
+    K = np.eye(M) - region_jacobian(bits, params)
+    zs = np.einsum("nij,j->ni", np.linalg.pinv(K, rcond=1e-10), b)
+    resid = np.abs(np.einsum("nij,nj->ni", K, zs) - b).max(axis=1)
+    ok = resid <= 1e-8 * (1.0 + np.abs(b).max()) * (1.0 + np.abs(zs).max(axis=1))
+    z[idx[ok]] = zs[ok]
+    real[idx] = ok & consistent(zs[:, M - P:], bits, tol)
 
 
 def _unique_mask(z, n_relu, tol) -> np.ndarray:
@@ -463,7 +489,7 @@ def _assemble(params, b, codes, z, singular, real, slow_tol) -> xr.Dataset:
     n_unstable = np.full(n, -1)
     kind = np.full(n, "", dtype=object)
     right, left = np.full((n, M), np.nan + 0j), np.full((n, M), np.nan + 0j)
-    idx = np.flatnonzero(~singular)
+    idx = np.arange(n)  # a region's Jacobian is defined even where I - J is singular
     if idx.size and M:
         J = region_jacobian(codes_to_bits(codes[idx], P), params)
         s = spectra(J, slow_tol)
@@ -472,7 +498,7 @@ def _assemble(params, b, codes, z, singular, real, slow_tol) -> xr.Dataset:
             scal[key][idx] = s[key]
         flags["stable"][idx], flags["slow"][idx] = s["stable"], s["slow"]
         n_unstable[idx], kind[idx] = s["n_unstable"], s["kind"]
-        ridx = np.flatnonzero(real[idx])
+        ridx = np.flatnonzero(real[idx] & ~singular[idx])
         if ridx.size:
             scal["condition"][idx[ridx]] = np.linalg.cond(np.eye(M) - J[ridx])
     pt, lat = ("point",), ("point", "latent")
