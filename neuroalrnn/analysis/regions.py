@@ -245,9 +245,8 @@ def unit_flips(codes, n_relu: int, mask=None, *, time_dim: Hashable = "time",
 
     Returns
     -------
-    xarray.DataArray ``flips`` with dim ``relu_unit`` (bit index ``0..P-1``; latent index in
-    coord ``latent_index`` needs M, so only the bit is given), or ``(trial, relu_unit)`` with
-    trial coords kept when ``per_trial``.
+    xarray.DataArray ``flips`` with dim ``relu_unit`` (the bit index ``0..P-1``, i.e. latent unit
+    ``M-P+i``), or ``(trial, relu_unit)`` with trial coords kept when ``per_trial``.
 
     Examples
     --------
