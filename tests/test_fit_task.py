@@ -110,17 +110,16 @@ def test_exact_alrnn_solves_addition():
 def test_fit_task_addition_learns_short():
     ds = addition(400, T=10, seed=0)
     model = ALRNN(16, 4, n_inputs=2, n_outputs=1, seed=0)
-    res = fit_task(model, ds, n_steps=300, lr=0.01, eval_every=100, batch_size=32, progress=False)
+    res = fit_task(model, ds, n_steps=200, lr=0.01, eval_every=50, batch_size=32, progress=False)
     assert res.history["val_loss"].min() < 0.05  # baseline ~0.167
 
 
-@pytest.mark.slow
 def test_alrnn_p2_beats_linear_on_incongruent_trials():
-    train, test = stimulus_selection(1500, seed=0), stimulus_selection(1000, seed=1)
+    train, test = stimulus_selection(1000, seed=0), stimulus_selection(1000, seed=1)
     accs = {}
     for P in (0, 2):
         model = ALRNN(16, P, n_inputs=5, n_outputs=1, seed=0)
-        fit_task(model, train, n_steps=300, lr=0.01, batch_size=64, eval_every=100, progress=False,
+        fit_task(model, train, n_steps=200, lr=0.01, batch_size=64, eval_every=50, progress=False,
                  select_metric="val_accuracy")
         accs[P] = float(task_accuracy(model, test)["incongruent_accuracy"])
     ref = float(ideal_observer(test)["incongruent_accuracy"])
