@@ -190,8 +190,8 @@ def _figures(task, dynamics, tf, geometry, comparison) -> dict:
     figs["psychometric"] = fig
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, (ctx, fp) in zip(axes, dynamics["fixed_points"].items()):
-        plot.plot_fixed_points(fp, states=dynamics["states"].where(dynamics["states"]["context"] == ctx, drop=True),
-                               ax=ax)
+        in_context = dynamics["states"].where(dynamics["states"]["context"] == ctx, drop=True)
+        plot.plot_fixed_points(fp, states=in_context.isel(trial=slice(0, 8)), ax=ax)  # a few trials stay readable
         ax.set_title(f"P=2 network, {ctx} context")
     figs["fixed_points"] = fig
     fig, ax = plt.subplots(figsize=(7, 2.5))
