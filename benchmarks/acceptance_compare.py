@@ -8,7 +8,7 @@ the same folds, the ideal observer's accuracy on the same trials, and the times.
 
 The minimal-nonlinearity result expected: P = 0 clearly worse, small P as good as P = M.
 
-Usage: python benchmarks/acceptance_compare.py [--quick] [--n-jobs 2] [--results-dir DIR]
+Usage: python benchmarks/acceptance_compare.py [--quick] [--n-jobs 2] [--results-dir DIR] [--dask-check 2]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--results-dir", default=None, help="resumable per-fit results")
+    parser.add_argument("--dask-check", type=int, default=0, metavar="N",
+                        help="rerun the sweep on a LocalCluster of N workers and compare (0: skip)")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.steps, args.seeds = 300, 40, 1
@@ -68,6 +70,13 @@ def main():
     print("\nper fold and seed:")
     print(res["score"].to_dataframe()["score"].unstack("model").to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"\nwall time {wall:.1f} s (sum of fit times {float(res['fit_time'].sum()):.1f} s)")
+    if args.dask_check:
+        start = time.perf_counter()
+        again = compare(ds, models, cv=args.folds, groups="session", seeds=list(range(args.seeds)),
+                        n_jobs=args.dask_check)
+        print(f"LocalCluster of {args.dask_check} workers: wall time {time.perf_counter() - start:.1f} s "
+              f"(worker start-up included), scores identical to the run above: "
+              f"{bool((again['score'] == res['score']).all())}")
 
 
 if __name__ == "__main__":
