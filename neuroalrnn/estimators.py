@@ -69,6 +69,8 @@ class Trials:
             key = [int(key)]
         if not isinstance(key, slice):
             key = np.asarray(key)
+            if key.size == 0:
+                key = key.astype(int)
             if key.dtype == bool:
                 key = np.flatnonzero(key)
             if key.ndim != 1 or (key.size and not np.issubdtype(key.dtype, np.integer)):

@@ -30,6 +30,7 @@ def test_trials_indexing(ds):
     assert t[np.arange(36) < 4].ds.sizes["trial"] == 4
     assert t[(np.array([0, 2]), Ellipsis)].ds["trial"].values.tolist() == [0, 2]
     assert t[7].ds.sizes["trial"] == 1
+    assert t[[]].ds.sizes["trial"] == 0 and len(t[2:5]) == 3
     assert t.groups("session").tolist() == np.repeat(np.arange(3), 12).tolist()
     with pytest.raises(ValueError, match="'nope' is not a trial coord"):
         t.groups("nope")
