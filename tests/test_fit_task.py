@@ -125,3 +125,16 @@ def test_alrnn_p2_beats_linear_on_incongruent_trials():
     ref = float(ideal_observer(test)["incongruent_accuracy"])
     assert abs(accs[0] - 0.5) < 0.08  # a linear model cannot gate by context
     assert accs[2] > 0.68 and accs[2] > accs[0] + 0.12, (accs, ref)
+
+
+def test_fit_task_resume_is_exact_with_alrnn(tmp_path):
+    ds = stimulus_selection(120, seed=5)
+    kw = dict(n_steps=12, eval_every=4, batch_size=16, progress=False, seed=1, lr_decay=0.99)
+    ref = ALRNN(8, 2, n_inputs=5, n_outputs=1, seed=0)
+    fit_task(ref, ds, checkpoint=tmp_path / "ref.pt", restore_best=False, **kw)
+    part = ALRNN(8, 2, n_inputs=5, n_outputs=1, seed=0)
+    fit_task(part, ds, checkpoint=tmp_path / "run.pt", restore_best=False, **{**kw, "n_steps": 4})
+    resumed = ALRNN(8, 2, n_inputs=5, n_outputs=1, seed=9)
+    fit_task(resumed, ds, checkpoint=tmp_path / "run.pt", restore_best=False, **kw)
+    for p, q in zip(ref.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
