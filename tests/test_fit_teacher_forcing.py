@@ -186,7 +186,7 @@ def test_inputs_enter_through_C(rng):
     ds = from_arrays(activity=x, inputs=s)
     fitted = fit_teacher_forcing(ALRNN(2, 0, n_inputs=1, seed=0), ds, tau=4, n_steps=200, lr=5e-2,
                                  lr_decay=1.0, eval_every=100, metrics=("n_step",), n_ahead=3, zscore=False)
-    assert float(fitted.model.C[0, 0]) == pytest.approx(1.0, abs=0.05)
+    assert float(fitted.model.C[0, 0].detach()) == pytest.approx(1.0, abs=0.05)
     from neuroalrnn.analysis.dsr import n_step_prediction_error
     assert n_step_prediction_error(fitted, ds, n=3) < 0.01 * x.var()
 

@@ -162,7 +162,11 @@ class ObservedALRNN(nn.Module):
 
         Examples
         --------
-        >>> # see fit_teacher_forcing
+        >>> import numpy as np
+        >>> from neuroalrnn.model import ALRNN
+        >>> fitted = ObservedALRNN(ALRNN(4, 1, seed=0), IdentityObservation(2, 4, 1, seed=0), [1, 1], [2, 2])
+        >>> fitted.free_run(np.zeros((5, 2)), 3).shape
+        (5, 3, 2)
         """
         out = self.denormalize(self.observation.readout(self.latent_free_run(x0, n_steps, inputs)))
         return out.cpu().numpy().astype(np.float64)

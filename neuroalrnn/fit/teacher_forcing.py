@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from ..recurrence import alrnn_scan
+from .recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
 
-__all__ = ["TeacherForcingObjective", "jacobian_norm_bound", "teacher_forcing_alpha"]
+__all__ = ["TeacherForcingObjective", "fit_teacher_forcing", "jacobian_norm_bound", "teacher_forcing_alpha",
+           "make_evaluate"]
 
 
 def _check_forcing(forcing, tau, alpha):
@@ -173,9 +175,10 @@ class TeacherForcingObjective:
         z1 = obs.init_state(x[:, 0])
         drive = model.drive(None if s is None else s[:, 1:], B, T - 1)
         force = obs.forcing_signal(x[:, :-1])
-        if self.noise_std and module.training:
+        noisy = bool(self.noise_std) and module.training
+        if noisy:
             force = force + self.noise_std * torch.randn_like(force)
-        if self.tau == 1 and obs.n_force == obs.n_obs and bool(mask.all()):
+        if self.tau == 1 and obs.n_force == obs.n_obs and not noisy and bool(mask.all()):
             # constant alpha (exact: forcing z_1 = [x_1; L x_1] with x_1 changes nothing), which lets
             # the fused single-call backends fold it in
             alpha = module.alpha if self.alpha == "adaptive" else torch.tensor(float(self.alpha), dtype=x.dtype)
@@ -200,154 +203,14 @@ class TeacherForcingObjective:
         module.alpha.fill_(min(1.0, max(0.0, new)))
 
 
-# ---------------------------------------------------------------------------------- data
-def _as_dataset(data, inputs=None):
-    """A TrialDataset from a TrialDataset or a NaN-padded (trial, time, N) array."""
-    from ..schema import from_arrays, validate
-
-    if hasattr(data, "data_vars"):
-        if "activity" not in data.data_vars:
-            raise ValueError("ds: the TrialDataset has no 'activity' to fit")
-        act = data["activity"]
-        dead = act.isnull().all(("trial", "time")).values
-        if dead.any():
-            raise ValueError(f"activity: channels {data['unit'].values[dead].tolist()} (unit) are NaN "
-                             "everywhere; drop them before fitting")
-        return validate(data)
-    x = np.asarray(data.detach().cpu().numpy() if hasattr(data, "detach") else data, dtype=float)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3:
-        raise ValueError(f"ds: expected a TrialDataset or a (trial, time, unit) array, got shape {x.shape}")
-    dead = np.isnan(x).all(axis=(0, 1))
-    if dead.any():
-        raise ValueError(f"activity: channels {np.flatnonzero(dead).tolist()} (unit) are NaN everywhere; "
-                         "drop them before fitting")
-    ok = np.isfinite(x).all(axis=2)
-    lengths = np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1))
-    return from_arrays(activity=x, inputs=inputs, lengths=lengths.astype(int))
-
-
-def zscore_stats(ds) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of ``activity`` over the valid steps of ``ds``."""
-    x = ds["activity"].values[ds["mask"].values]
-    mean, std = x.mean(0), x.std(0)
-    if np.any(std == 0):
-        raise ValueError(f"activity: channels {ds['unit'].values[std == 0].tolist()} (unit) are constant; "
-                         "they cannot be z-scored")
-    return mean, std
-
-
-def to_tensors(ds, mean, std, dtype=torch.float32) -> dict:
-    """Trial-major tensors ``x`` (z-scored, NaN outside the mask), ``mask`` and ``inputs``."""
-    x = (ds["activity"].values - mean) / std
-    out = {"x": torch.as_tensor(x, dtype=dtype), "mask": torch.as_tensor(ds["mask"].values)}
-    if "inputs" in ds.data_vars:
-        out["inputs"] = torch.as_tensor(np.nan_to_num(ds["inputs"].values), dtype=dtype)
-    return out
-
-
-def _check_fit_data(model, ds, n_obs, observation, tau, sequence_length):
-    N = ds.sizes["unit"]
-    if n_obs is not None and n_obs != N:
-        raise ValueError(f"activity: has {N} channels (unit) but n_obs = {n_obs} observed channels were claimed")
-    if observation == "identity" and N > model.n_units - model.n_relu:
-        raise ValueError(f"observation='identity': N = {N} observed channels need N <= M - P linear units, "
-                         f"but M = {model.n_units}, P = {model.n_relu}; use observation='linear'")
-    K = ds.sizes.get("input", 0) if "inputs" in ds.data_vars else 0
-    if K != model.n_inputs:
-        raise ValueError(f"inputs: the data have {K} input channels, the model takes n_inputs = {model.n_inputs}")
-    lengths = ds["mask"].values.sum(1)
-    short = lengths <= tau
-    if short.any():
-        i = int(np.argmax(short))
-        raise ValueError(f"activity: trial {ds['trial'].values[i]!r} has {lengths[i]} valid steps, shorter than "
-                         f"the forcing interval plus one (tau + 1 = {tau + 1}); drop short trials or lower tau")
-    if sequence_length is not None and sequence_length > lengths.max():
-        raise ValueError(f"sequence_length: {sequence_length} exceeds the longest trial ({lengths.max()} steps)")
-
-
-# ---------------------------------------------------------------------------------- evaluation
-METRICS = ("n_step", "d_stsp", "d_h")
-
-
-def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | None = None, n_bins: int = 30,
-                  smoothing: float = 1e-5, sigma: float = 20.0, seed=0):
-    """``evaluate(module, val) -> dict`` for the trainer, in z-scored units.
-
-    ``n_step``: the ``n_ahead``-step prediction error from every valid time point of the
-    validation trials. ``d_stsp``/``d_h``: the divergence and spectrum distance of free runs:
-    with ``free_run_steps`` None, each trial's run from its first observation (driven by its
-    inputs, as long as the trial) against the trials; else one run of ``free_run_steps`` from
-    the first trial's first observation against all validation steps in order (one long
-    recording cut into windows). Diverged runs score ``inf``.
-    """
-    from ..analysis.dsr import n_step_prediction_error, power_spectrum_error, state_space_divergence
-
-    unknown = set(metrics) - set(METRICS)
-    if unknown:
-        raise ValueError(f"metrics: unknown {sorted(unknown)}; expected a subset of {METRICS}")
-
-    def evaluate(module, val):
-        x = torch.where(val["mask"][..., None], val["x"], torch.full((), float("nan"), dtype=val["x"].dtype))
-        x = x.cpu().numpy().astype(np.float64)
-        s = val.get("inputs")
-        model, obs = module.model, module.observation
-        out = {}
-
-        def run(x0, n, inputs):
-            x0 = torch.as_tensor(x0, dtype=model.A.dtype)
-            inputs = None if inputs is None else torch.as_tensor(inputs, dtype=model.A.dtype)
-            z = alrnn_scan(obs.init_state(x0), model.drive(inputs, len(x0), n).contiguous(), model.A, model.W,
-                           model.n_relu, backend=model.backend)
-            return obs.readout(z)
-
-        if "n_step" in metrics:
-            out["n_step"] = n_step_prediction_error(run, x, n=n_ahead, inputs=None if s is None else s.cpu().numpy())
-        if "d_stsp" in metrics or "d_h" in metrics:
-            if free_run_steps is None:
-                gen = run(x[:, 0], x.shape[1] - 1, None if s is None else s[:, 1:]).cpu().numpy()
-                gen = np.concatenate([x[:, :1], gen], axis=1)
-                gen[~val["mask"].cpu().numpy()] = np.nan
-                data = x
-            else:
-                gen = run(x[:1, 0], int(free_run_steps), None).cpu().numpy()[0]
-                data = x[np.isfinite(x).all(2)]
-            if not np.isfinite(gen[~np.isnan(data).any(-1)] if free_run_steps is None else gen).all():
-                out.update({k: float("inf") for k in ("d_stsp", "d_h") if k in metrics})
-                return out
-            if "d_stsp" in metrics:
-                out["d_stsp"] = state_space_divergence(data, gen, n_bins, smoothing, seed=seed)
-            if "d_h" in metrics:
-                ref = data if free_run_steps is None else data[: len(gen)]
-                out["d_h"] = power_spectrum_error(ref, gen, sigma)
-        return {k: (float("inf") if not np.isfinite(v) else float(v)) for k, v in out.items()}
-
-    return evaluate
-
-
 # ---------------------------------------------------------------------------------- fitting
-def _split(ds, val, seed):
-    if val is None or hasattr(val, "data_vars"):
-        return ds, val
-    if not (isinstance(val, float) and 0 < val < 1):
-        raise ValueError(f"val: expected a TrialDataset, a fraction in (0, 1) or None, got {val!r}")
-    n = ds.sizes["trial"]
-    n_val = int(round(val * n))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"val: a fraction {val} of {n} trials leaves no training or no validation trial; "
-                         "pass val=None or a TrialDataset")
-    order = np.random.default_rng(seed).permutation(n)
-    return ds.isel(trial=np.sort(order[n_val:])), ds.isel(trial=np.sort(order[:n_val]))
-
-
 def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int | None = None, alpha=None,
                         observation: str = "identity", n_obs: int | None = None, noise_std: float = 0.0,
                         sequence_length: int | None = None, zscore: bool = True, n_steps: int = 2000,
                         batch_size: int = 16, optimizer: str = "radam", lr: float = 1e-3,
                         lr_decay: float | None = None, clip_grad_norm: float | None = 10.0, eval_every: int = 100,
                         patience: int | None = None, select_metric: str = "n_step",
-                        metrics=METRICS, n_ahead: int = 20, free_run_steps: int | None = None,
+                        metrics=METRICS, n_ahead: int = 20, free_run_steps: int | None = None, transient: int = 0,
                         adapt_every: int = 1, alpha_relax: float = 0.01, checkpoint=None, seed: int = 0,
                         progress: bool = False):
     """Fit an ALRNN to recorded trials by sparse or generalized teacher forcing.
@@ -379,7 +242,7 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
         Passed to :func:`neuroalrnn.fit.trainer.train`; ``lr_decay`` defaults to a 100-fold decay
         over ``n_steps`` (as the reference tutorial).
     select_metric : {"n_step", "d_stsp", "d_h", "val_loss"}
-    metrics, n_ahead, free_run_steps
+    metrics, n_ahead, free_run_steps, transient
         See :func:`make_evaluate`.
 
     Returns
@@ -419,7 +282,7 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
     train_data = to_tensors(ds, mean, std, dtype)
     val_data = None if val_ds is None else to_tensors(val_ds, mean, std, dtype)
     evaluate = None if val_ds is None else make_evaluate(metrics, n_ahead=n_ahead, free_run_steps=free_run_steps,
-                                                         seed=seed)
+                                                         transient=transient, seed=seed)
     if val_ds is None:
         select_metric = "train_loss"
     result = run_training(module, objective, train_data, val=val_data, evaluate=evaluate, n_steps=n_steps,
