@@ -1,12 +1,14 @@
 """Command line: ``neuroalrnn demo | fit | compare | info``.
 
 Errors a user can fix (bad options, files that fail validation) end the
-program with exit status 2 and one line on stderr naming the problem.
+program with exit status 2 and one line on stderr naming the problem
+(``NEUROALRNN_DEBUG=1`` shows the full traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,9 +54,132 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def read_config(path) -> dict:
+    """A TOML config: top-level keys are the command's options; ``[params]`` the model's,
+    ``[models.NAME]`` one model of a comparison each."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config: no such file {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"--config: {path} is not valid TOML ({err})") from None
+
+
+def parse_assignments(items) -> dict:
+    """``["n_relu=2", "lr=1e-3", "forcing=sparse"]`` -> dict with numbers/bools/None parsed."""
+    import json
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _options(args, config: dict, allowed) -> dict:
+    """Command options: config file values overridden by the command line."""
+    unknown = sorted(set(config) - set(allowed) - {"params", "models"})
+    if unknown:
+        raise UsageError(f"--config: unknown keys {unknown}; expected some of {sorted(allowed)}, [params], [models]")
+    opts = {key: config[key] for key in allowed if key in config}
+    opts.update({key: getattr(args, key) for key in allowed if getattr(args, key, None) is not None})
+    return opts
+
+
+def cmd_fit(args) -> int:
+    import json
+
+    from neuroalrnn.compare import make_estimator
+    from neuroalrnn.io import load
+    from neuroalrnn.utils import atomic_write
+
+    config = read_config(args.config) if args.config else {}
+    opts = _options(args, config, ("family",))
+    params = {**config.get("params", {}), **parse_assignments(args.set)}
+    ds = load(args.path)
+    if "family" in opts:
+        params["family"] = opts["family"]
+    params.setdefault("progress", not args.quiet)
+    estimator = make_estimator(params, ds, name="fit")
+    if not args.quiet:
+        print(summarize(ds))
+        print(f"fitting {type(estimator).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})")
+    estimator.fit(ds)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    estimator.model_.save(out / "model.safetensors")
+    if hasattr(estimator, "observed_"):  # teacher forcing: the observation model and z-scoring too
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in estimator.observed_.state_dict().items()
+                 if not k.startswith("model.")}
+        with atomic_write(out / "observation.safetensors") as tmp:
+            save_file(state, str(tmp))
+    report = {"data": str(args.path), "estimator": type(estimator).__name__,
+              "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool))
+                         or v is None},
+              "training_score": float(estimator.score(ds))}
+    with atomic_write(out / "fit.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    print(f"model written to {out / 'model.safetensors'} (training-set score {report['training_score']:.4f})")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from neuroalrnn.compare import compare, summarize as summarize_results, table
+    from neuroalrnn.io import load
+    from neuroalrnn.utils import atomic_write
+
+    config = read_config(args.config) if args.config else {}
+    opts = _options(args, config, ("p", "family", "cv", "groups", "seeds", "scheduler", "n_jobs", "results_dir"))
+    shared = {**config.get("params", {}), **parse_assignments(args.set)}
+    if "family" in opts:
+        shared["family"] = opts["family"]
+    models = {name: {**shared, **spec} for name, spec in config.get("models", {}).items()}
+    p_values = opts.get("p")
+    if isinstance(p_values, str):
+        try:
+            p_values = [int(v) for v in p_values.split(",")]
+        except ValueError:
+            raise UsageError(f"--p: expected comma-separated integers, got {p_values!r}") from None
+    for p in p_values or ():
+        models[f"P={p}"] = {**shared, "n_relu": p}
+    if not models:
+        raise UsageError("give the models to compare: --p 0,2,16 or [models.NAME] tables in --config")
+    seeds = opts.get("seeds", [0])
+    if isinstance(seeds, str):
+        seeds = [int(v) for v in seeds.split(",")]
+    ds = load(args.path)
+    results = compare(ds, models, cv=opts.get("cv", 5), groups=opts.get("groups"), seeds=seeds,
+                      scheduler=opts.get("scheduler"), n_jobs=opts.get("n_jobs", 1),
+                      results_dir=opts.get("results_dir"), progress=not args.quiet)
+    with atomic_write(Path(args.out)) as tmp:
+        results.to_netcdf(tmp)
+    print(table(summarize_results(results)).to_string())
+    print(f"scores written to {args.out}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuroalrnn", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="neuroalrnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="run the whole flow on the embedded sample and write a report")
     demo.add_argument("--out", default="neuroalrnn_report", help="report folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
@@ -63,6 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="load a data file, validate it and print its summary")
     info.add_argument("path")
     info.set_defaults(func=cmd_info)
+    fit = sub.add_parser("fit", help="fit an AL-RNN to a data file (task training or teacher forcing)")
+    fit.add_argument("path", help="a data file neuroalrnn.load reads (.nc, .nwb, .mat, .csv, .npz)")
+    fit.add_argument("--config", help="TOML file: family = ..., [params] n_units = ..., n_relu = ...")
+    fit.add_argument("--family", choices=("alrnn", "gru", "teacher_forcing"),
+                     help="alrnn: task training (needs targets); teacher_forcing: fit the activity")
+    fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="an estimator parameter (repeatable)")
+    fit.add_argument("--out", default="neuroalrnn_fit", help="output folder (default: %(default)s)")
+    fit.add_argument("--quiet", action="store_true")
+    fit.set_defaults(func=cmd_fit)
+    cmp_ = sub.add_parser("compare", help="cross-validated comparison of models (e.g. over P) on a data file")
+    cmp_.add_argument("path")
+    cmp_.add_argument("--config", help="TOML file: cv, groups, seeds, scheduler, n_jobs, [params], [models.NAME]")
+    cmp_.add_argument("--p", help="comma-separated numbers of ReLU units, e.g. 0,2,16")
+    cmp_.add_argument("--family", choices=("alrnn", "gru", "teacher_forcing"))
+    cmp_.add_argument("--cv", type=int, help="number of folds (default 5)")
+    cmp_.add_argument("--groups", help="trial coord to group folds by, e.g. session")
+    cmp_.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    cmp_.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
+    cmp_.add_argument("--n-jobs", dest="n_jobs", type=int, help="local worker processes (default 1)")
+    cmp_.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")
+    cmp_.add_argument("--set", action="append", metavar="KEY=VALUE", help="a parameter of every model")
+    cmp_.add_argument("--out", default="comparison.nc", help="scores as netCDF (default: %(default)s)")
+    cmp_.add_argument("--quiet", action="store_true")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -71,8 +220,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
-        print(f"neuroalrnn {args.command}: error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, ConnectionError) as err:
+        if os.environ.get("NEUROALRNN_DEBUG"):
+            raise
+        message = " ".join(str(err).split())  # one line
+        print(f"neuroalrnn {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
