@@ -50,7 +50,7 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     from neuroalrnn.demo import run_demo
 
-    run_demo(out=Path(args.out), quiet=args.quiet, seed=args.seed)
+    run_demo(out=Path(args.out), quiet=args.quiet, seed=args.seed, small=args.small)
     return 0
 
 
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="neuroalrnn_report", help="report folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--small", action="store_true", help="tiny training budgets (a quick smoke run)")
     demo.set_defaults(func=cmd_demo)
     info = sub.add_parser("info", help="load a data file, validate it and print its summary")
     info.add_argument("path")

@@ -28,15 +28,15 @@ N_UNITS = 16
 P_VALUES = (0, 2, N_UNITS)
 
 
-def task_step(seed: int, progress: bool, n_steps: int = 500) -> dict:
+def task_step(seed: int, progress: bool, n_steps: int = 500, n_train: int = 1500) -> dict:
     """Train AL-RNNs with P in ``P_VALUES`` on stimulus selection; held-out accuracy per P."""
     from neuroalrnn import ALRNN
     from neuroalrnn.fit.task import fit_task, task_accuracy
     from neuroalrnn.tasks import stimulus_selection
     from neuroalrnn.tasks.stimulus_selection import ideal_observer
 
-    train = stimulus_selection(1500, seed=seed)
-    test = stimulus_selection(600, seed=seed + 1)
+    train = stimulus_selection(n_train, seed=seed)
+    test = stimulus_selection(n_train // 5 * 2, seed=seed + 1)
     models, accuracy = {}, {}
     for p in P_VALUES:
         model = ALRNN(N_UNITS, p, n_inputs=5, n_outputs=1, seed=seed)
@@ -91,7 +91,7 @@ def teacher_forcing_step(recording, seed: int, progress: bool, n_steps: int = 30
     train, val = smooth.isel(trial=np.sort(trials[n_val:])), smooth.isel(trial=np.sort(trials[:n_val]))
     model = ALRNN(N_UNITS, 2, n_inputs=smooth.sizes["input"], seed=seed)
     fitted = fit_teacher_forcing(model, train, val=val, observation="linear", forcing="sparse", tau=5,
-                                 n_steps=n_steps, lr=3e-3, eval_every=100, metrics=("n_step",), n_ahead=5,
+                                 n_steps=n_steps, lr=3e-3, eval_every=min(100, n_steps), metrics=("n_step",), n_ahead=5,
                                  seed=seed, progress=progress)
     error = n_step_prediction_error(fitted, val, n=5)
     persistence = n_step_prediction_error(lambda x0, n, s: np.repeat(np.asarray(x0)[:, None], n, 1), val, n=5)
@@ -123,12 +123,12 @@ def geometry_step(recording, seed: int) -> dict:
             "curves": curves, "fit": fit}
 
 
-def compare_step(seed: int, n_steps: int = 200) -> dict:
+def compare_step(seed: int, n_steps: int = 200, n_trials: int = 900) -> dict:
     """3-fold cross-validated held-out accuracy for P = 0, 2, M on a fresh task set."""
     from neuroalrnn.compare import compare, summarize
     from neuroalrnn.tasks import stimulus_selection
 
-    ds = stimulus_selection(900, seed=seed + 2)
+    ds = stimulus_selection(n_trials, seed=seed + 2)
     models = {f"P={p}": {"n_units": N_UNITS, "n_relu": p, "n_steps": n_steps, "eval_every": 50, "lr": 1e-2}
               for p in P_VALUES}
     results = compare(ds, models, cv=3, seeds=(seed,))
@@ -266,9 +266,11 @@ Teacher-forced AL-RNN, {tf['n_step']}-step prediction error on held-out trials {
     return out / "index.html"
 
 
-def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: int = 0) -> dict:
+def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: int = 0,
+             small: bool = False) -> dict:
     """Run the whole flow on the embedded sample and write the report into ``out``.
 
+    ``small`` cuts every training budget (for tests: same flow, meaningless numbers).
     Returns the summary dictionary (also written to ``out/summary.json``).
     """
     from neuroalrnn.cli import summarize
@@ -289,15 +291,17 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
     recording = timed("load", load_sample)
     say(summarize(recording))
     say(f"[2/6] training the stimulus-selection task with P = {', '.join(map(str, P_VALUES))} (M = {N_UNITS})")
-    task = timed("task", task_step, seed, progress)
+    budget = {"task": (30, 200), "tf": 20, "compare": (10, 150)} if small else \
+        {"task": (500, 1500), "tf": 300, "compare": (200, 900)}
+    task = timed("task", task_step, seed, progress, *budget["task"])
     say("[3/6] fixed points and linear subregions of the P = 2 network")
     dynamics = timed("dynamics", dynamics_step, task["models"][2], task["test"])
     say("[4/6] teacher forcing an AL-RNN on the recording")
-    tf = timed("teacher_forcing", teacher_forcing_step, recording, seed, progress)
+    tf = timed("teacher_forcing", teacher_forcing_step, recording, seed, progress, budget["tf"])
     say("[5/6] geometry: ground-truth network vs recorded population; psychometric curves")
     geometry = timed("geometry", geometry_step, recording, seed)
     say("[6/6] cross-validated comparison of P")
-    comparison = timed("compare", compare_step, seed)
+    comparison = timed("compare", compare_step, seed, *budget["compare"])
     timings["total"] = round(time.perf_counter() - start, 2)
     summary = {"data": {"path": str(sample_path()), "n_trials": int(recording.sizes["trial"]),
                         "n_units": int(recording.sizes["unit"]), "dt": float(recording.attrs["dt"])}}
