@@ -9,6 +9,7 @@ activity    (trial, time, unit)     recorded signal; NaN where a trial has ended
 inputs      (trial, time, input)    task inputs s_t (names as ``input`` coords)
 targets     (trial, time, output)   desired outputs (names as ``output`` coords)
 mask        (trial, time)           bool, valid steps, derived from trial lengths
+loss_weight (trial, time[, output]) optional: where a task loss applies (NaN off-mask)
 coords      trial / time / unit...  per-trial variables on ``trial``; ``time`` in s
 attrs       dt, align_event, ...    dt in seconds; the event that time 0 marks
 =========== ======================= ===============================================
@@ -53,6 +54,8 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
         mask = _check_mask(ds)
         for name in signals:
             _check_signal(ds, name, mask)
+        if "loss_weight" in ds.data_vars:
+            _check_loss_weight(ds, mask)
     elif "mask" in ds.data_vars:
         raise ValueError("mask: present, but there is no 'activity', 'inputs' or 'targets' it could mask")
     for name, coord in ds.coords.items():
@@ -125,6 +128,17 @@ def _check_signal(ds, name, mask):
         trial, step, _ = np.argwhere(padded)[0]
         raise ValueError(f"{name}: expected NaN outside the mask (trial {_label(ds['trial'].values[trial])!r}, "
                          f"time index {step})")
+
+
+def _check_loss_weight(ds, mask):
+    weight = ds["loss_weight"]
+    if weight.dims not in (("trial", "time"), ("trial", "time", "output")):
+        raise ValueError(f"loss_weight: expected dims ('trial', 'time') or ('trial', 'time', 'output'), "
+                         f"got {weight.dims}")
+    values = weight.values if weight.ndim == 3 else weight.values[:, :, None]
+    inside = values[mask]
+    if not np.isfinite(inside).all() or (inside < 0).any():
+        raise ValueError("loss_weight: expected finite non-negative weights inside the mask")
 
 
 def _label(value):

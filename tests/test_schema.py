@@ -100,3 +100,13 @@ def test_from_arrays_bad_input():
         validate(from_arrays(activity=np.zeros((2, 3, 1))).assign(mask=(("trial", "time"), np.zeros((2, 3), bool))))
     with pytest.raises(TypeError, match="xarray.Dataset"):
         validate(np.zeros(3))
+
+
+def test_loss_weight_is_checked():
+    ds = from_arrays(targets=np.zeros((2, 3, 1)), lengths=[3, 2])
+    good = ds.assign(loss_weight=(("trial", "time"), np.array([[0, 1, 1], [1, 1, np.nan]], float)))
+    assert validate(good) is good
+    with pytest.raises(ValueError, match="loss_weight: expected finite non-negative"):
+        validate(ds.assign(loss_weight=(("trial", "time"), -np.ones((2, 3)))))
+    with pytest.raises(ValueError, match="loss_weight: expected dims"):
+        validate(ds.assign(loss_weight=(("time", "trial"), np.ones((3, 2)))))
