@@ -51,3 +51,20 @@ def test_05_cross_validated_comparison(monkeypatch):
     assert "Dask results identical to the local run: True" in text
     assert any(out.get("data", {}).get("image/png") for cell in nb.cells
                for out in cell.get("outputs", []))  # accuracy against P
+
+
+@pytest.mark.slow  # ~20 s: two small teacher-forcing fits
+def test_03_teacher_forcing(monkeypatch):
+    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
+    nb = run_notebook(TUTORIALS / "03_teacher_forcing.ipynb")
+    text = _outputs(nb)
+    assert "20-step prediction error on test trials: fitted" in text and "ground truth" in text
+    assert "D_stsp (3 PCs)" in text
+    shared = TUTORIALS.parents[1] / "shared" / "data" / "koppe2014_fmri" / "NBKO_PLRNN_dataset.mat"
+    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    if shared.exists():
+        assert "subject 6, held-out segment: 5-step prediction error" in text
+        assert images >= 2  # sample free runs, fMRI free run
+    else:
+        assert "skipping the real-data part" in text
+        assert images >= 1
