@@ -68,3 +68,19 @@ def test_03_teacher_forcing(monkeypatch):
     else:
         assert "skipping the real-data part" in text
         assert images >= 1
+
+
+@pytest.mark.slow
+def test_04_dynamics_and_geometry(monkeypatch):
+    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
+    nb = run_notebook(TUTORIALS / "04_dynamics_and_geometry.ipynb")
+    text = _outputs(nb)
+    # the mechanism is computed and printed for both contexts, for the trained and the ground-truth network
+    for ctx in ("motion", "color"):
+        assert f"{ctx} context:" in text.replace("color  context", "color context")
+        assert f"ground truth, {ctx}" in text
+    assert "slowest |lambda|" in text and "real fixed point(s) in region(s)" in text
+    assert "cross-validated similarity with the recorded units" in text
+    assert "P(choice=+1) at the strongest" in text
+    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    assert images >= 6  # region raster, fixed points, TDR (model x2, recording), psychometric curves
