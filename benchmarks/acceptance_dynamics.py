@@ -111,7 +111,25 @@ def task_part(seeds, M, n_steps, n_train, n_test):
                         "incongruent": float(acc["incongruent_accuracy"]), "wall": wall, "rows": rows,
                         "model": model})
     print(f"\n(random unit vectors in {M} dims have mean |cos| ~ {np.sqrt(2 / (np.pi * M)):.2f})")
+    print("summary per seed: for each context its stable real fixed points whose slow left mode reads the "
+          "relevant input more than the irrelevant one ('selective')")
+    for r in results:
+        print(f"  seed {r['seed']}: {verdict(r['rows'])}")
     return results
+
+
+def verdict(rows) -> str:
+    """One line: per context the selective stable real points, and whether the contexts use different regions."""
+    parts, regions = [], {}
+    for ctx, other in (("motion", "color"), ("color", "motion")):
+        mine = [r for r in rows if r["context"] == ctx]
+        sel = [r for r in mine if r["kind"].startswith("stable") and r[f"left_C_{ctx}"] > r[f"left_C_{other}"]]
+        regions[ctx] = {r["region"] for r in sel}
+        extra = len(mine) - len(sel)
+        parts.append(f"{ctx}: " + (", ".join(f"region {r['region']} |lambda| {r['slowest_abs']:.3f}" for r in sel)
+                                   or "none") + (f" (+{extra} other real point(s))" if extra else ""))
+    ok = all(regions.values()) and regions["motion"].isdisjoint(regions["color"])
+    return "; ".join(parts) + f" -> {'each context its own region' if ok else 'NOT the predicted picture'}"
 
 
 def _print_rows(rows):
@@ -133,6 +151,7 @@ def recording_part(models=(), seed=0, n_shuffles=10, n_components=5):
     print(f"\nground-truth network of the embedded recording (M={truth.n_units}, P={truth.n_relu}) on the "
           f"recording's {rec.sizes['trial']} trials: accuracy {float(acc['overall']):.3f}")
     _print_rows(rows)
+    print(f"  {verdict(rows)}")
     states = xr.DataArray(obs["latent"], dims=("trial", "time", "latent"),
                           coords={"trial": rec["trial"].values, "time": rec["time"].values})
     smooth = gaussian_smooth(rec, 0.1)
