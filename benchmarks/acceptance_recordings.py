@@ -34,7 +34,8 @@ prediction error from every origin of the held-out segment (z-scored units), for
 with the same M, observation model and training. Reported as mean +- SEM over the
 (subject, segment) folds, with the mean and persistence baselines.
 
-Usage: python benchmarks/acceptance_recordings.py [--part sample|fmri|both] [--n-steps 1500] ...
+Usage: python benchmarks/acceptance_recordings.py [--part sample|fmri|both] [--seed 0] [--n-steps 3000] ...
+(defaults: the settings reported in benchmarks/RESULTS_teacher_forcing.md)
 """
 
 from __future__ import annotations
@@ -230,16 +231,21 @@ def run_fmri(args):
         errs["persistence"].append(n_step_prediction_error(lambda x0, k, s: np.repeat(x0[:, None], k, 1), test, n=n))
         for name, P in Ps.items():
             model = ALRNN(args.fmri_M, P, n_inputs=5, seed=args.seed)
-            fitted = fit_teacher_forcing(model, train, val=None, forcing=args.forcing, tau=args.fmri_tau,
-                                         observation="linear", noise_std=args.noise, zscore=False,
-                                         n_steps=args.fmri_steps, batch_size=4, lr=args.lr, seed=args.seed)
+            fitted = fit_teacher_forcing(model, train, val=args.fmri_val or None, forcing=args.fmri_forcing,
+                                         tau=args.fmri_tau, observation="linear", noise_std=args.fmri_noise,
+                                         zscore=False, n_steps=args.fmri_steps, batch_size=4, lr=args.fmri_lr,
+                                         eval_every=max(args.fmri_steps // 20, 1), metrics=("n_step",), n_ahead=n,
+                                         select_metric="n_step", seed=args.seed)
             errs[name].append(n_step_prediction_error(fitted, test, n=n))
         print(f"  subject {subj} segment {seg}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in errs.items()),
               flush=True)
     elapsed = time.perf_counter() - t0
     k = len(errs["mean"])
+    sel = (f"checkpoint selected by the 5-step error on a {args.fmri_val:.0%} validation split of the training "
+           "segments" if args.fmri_val else "last checkpoint")
     print(f"fmri: 5-step MSE on held-out segments (z-scored units), M = {args.fmri_M}, linear observation, "
-          f"{args.forcing} forcing tau={args.fmri_tau}, {args.fmri_steps} steps; {k} folds in {elapsed:.0f} s")
+          f"{args.fmri_forcing} forcing tau={args.fmri_tau}, noise {args.fmri_noise}, lr {args.fmri_lr}, "
+          f"{args.fmri_steps} steps, {sel}; {k} folds in {elapsed:.0f} s")
     for name, v in errs.items():
         v = np.asarray(v)
         label = f"P = {Ps[name]}" if name in Ps else name
@@ -259,17 +265,22 @@ def main(argv=None):
     parser.add_argument("--M", type=int, nargs="+", default=[16])
     parser.add_argument("--P", type=int, default=2)
     parser.add_argument("--observation", nargs="+", default=["linear"])
-    parser.add_argument("--forcing", default="sparse")
-    parser.add_argument("--tau", type=int, default=8)
+    parser.add_argument("--forcing", default="generalized")
+    parser.add_argument("--tau", type=int, default=None, help="forcing interval (default: 16 sparse, 1 generalized)")
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--n-steps", type=int, default=1500)
+    parser.add_argument("--n-steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--subjects", type=int, nargs="+", default=None)
     parser.add_argument("--segments", type=int, nargs="+", default=[4])
     parser.add_argument("--fmri-M", type=int, default=20)
     parser.add_argument("--fmri-tau", type=int, default=5)
-    parser.add_argument("--fmri-steps", type=int, default=300)
+    parser.add_argument("--fmri-steps", type=int, default=1000)
+    parser.add_argument("--fmri-forcing", default="sparse")
+    parser.add_argument("--fmri-noise", type=float, default=0.1)
+    parser.add_argument("--fmri-lr", type=float, default=3e-3)
+    parser.add_argument("--fmri-val", type=float, default=0.25,
+                        help="fraction of the training segments held out for checkpoint selection (0: none)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -35,7 +35,7 @@ from neuroalrnn.sample import load_ground_truth, load_sample
 
 torch.set_num_threads(1)
 SMALL = os.environ.get("NEUROALRNN_TUTORIAL_SMALL") == "1"
-N_STEPS = 40 if SMALL else 1500
+N_STEPS = 40 if SMALL else 3000
 FMRI_STEPS = 40 if SMALL else 1000
 print(f"{N_STEPS} training steps for the sample, {FMRI_STEPS} for the fMRI subject")"""),
     ("md", """## 1. The sample recording, in an observed space we can score
@@ -117,9 +117,10 @@ plt.show()"""),
 
 Subject index 6 (the AL-RNN authors' example): 5 segments of 72 TRs, 20 ROIs, inputs triangle,
 square and the three rule instructions. We train on segments 1-4 (z-scored per ROI with their
-statistics) and hold out segment 5. With 20 ROIs the identity observation model fits: the first 20 of
-M = 24 latent units are the ROIs, P = 2 ReLU units, sparse forcing every 5 TRs. Skipped when the
-shared data folder is absent."""),
+statistics; one of them is the validation segment that picks the checkpoint with the best 5-step
+error) and hold out segment 5. With 20 ROIs the identity observation model fits: the first 20 of
+M = 24 latent units are the ROIs, P = 2 ReLU units, sparse forcing every 5 TRs with noise of sd 0.1
+on the forcing signal. Skipped when the shared data folder is absent."""),
     ("code", """FMRI = Path("..").resolve().parent / "shared" / "data" / "koppe2014_fmri" / "NBKO_PLRNN_dataset.mat"
 if not FMRI.exists():
     print(f"fMRI file not found at {FMRI}: skipping the real-data part")
@@ -131,9 +132,10 @@ else:
     held_out = subj["segment"].values == 4
     subj_z, _ = zscore(subj, train=~held_out)
     f_train, f_test = subj_z.isel(trial=np.flatnonzero(~held_out)), subj_z.isel(trial=np.flatnonzero(held_out))
-    f_fit = fit_teacher_forcing(ALRNN(24, 2, n_inputs=5, seed=0), f_train, val=None, forcing="sparse", tau=5,
-                                observation="identity", zscore=False, n_steps=FMRI_STEPS, batch_size=4,
-                                lr=3e-3, seed=0)
+    f_fit = fit_teacher_forcing(ALRNN(24, 2, n_inputs=5, seed=0), f_train, val=0.25, forcing="sparse", tau=5,
+                                observation="identity", zscore=False, noise_std=0.1, n_steps=FMRI_STEPS,
+                                batch_size=4, lr=3e-3, eval_every=max(FMRI_STEPS // 20, 1), metrics=("n_step",),
+                                n_ahead=5, select_metric="n_step", seed=0)
     y = f_test["activity"].values[0]
     err = n_step_prediction_error(f_fit, f_test, n=5)
     print(f"subject 6, held-out segment: 5-step prediction error {err:.3f} "
