@@ -23,8 +23,8 @@ import torch
 import xarray as xr
 
 from neuroalrnn import ALRNN
-from neuroalrnn.analysis import (cosine_table, cv_similarity, fixed_points, region_codes, regions_by_group,
-                                 shuffled_baseline, tdr_axes)
+from neuroalrnn.analysis import (cosine_table, cv_similarity, fixed_points, map_directions, region_codes,
+                                 regions_by_group, ridge_map, shuffled_baseline, tdr_axes)
 from neuroalrnn.fit import fit_task, task_accuracy
 from neuroalrnn.tasks import ideal_observer, stimulus_selection
 
@@ -173,6 +173,25 @@ def recording_part(models=(), seed=0, n_shuffles=10, n_components=5):
         print(f"  trained task model {name} driven by the recording's inputs vs the recorded units: CKA "
               f"{float(s['cka'].mean()):.3f} (shuffled {float(b['cka'].mean()):.3f}), Procrustes "
               f"{float(s['procrustes'].mean()):.3f} (shuffled {float(b['procrustes'].mean()):.3f})")
+    axes = tdr_axes(smooth, ["choice", "coh_motion", "coh_color", "context"], n_pcs=10)
+    print(f"\nmodel directions carried into the recorded space by a ridge map vs the recording's TDR axes "
+          f"(random level {np.sqrt(2 / (np.pi * rec.sizes['unit'])):.2f}): slow right mode of each real point "
+          "vs TDR choice; C motion / C color vs TDR coh_motion / coh_color")
+    names = list(rec["input"].values)
+    for name, model in [("ground truth", truth)] + list(models):
+        z = model_states(model, rec).drop_vars([c for c in rec.coords if rec[c].dims == ("trial",) and c != "trial"])
+        L = ridge_map(z, smooth)
+        C = model.params_numpy()["C"][:, [names.index("motion"), names.index("color")]].T
+        cin = cosine_table(map_directions(C, L), axes.sel(axis=["coh_motion", "coh_color"]).values).values
+        slow = []
+        for ctx in CONTEXTS:
+            fp = fixed_points(model, context_input(names, ctx))
+            real = fp.sel(point=fp["real"].values)
+            for i in range(real.sizes["point"]):
+                v = map_directions(real["slow_right"].values[i:i + 1], L)
+                slow.append(f"{ctx} r{int(real['region'][i])} {cosine_table(v, axes.sel(axis=['choice']).values).item():.2f}")
+        print(f"  {name:22s} slow right vs choice: {', '.join(slow)}; C motion vs coh_motion {cin[0, 0]:.2f} "
+              f"(vs coh_color {cin[0, 1]:.2f}), C color vs coh_color {cin[1, 1]:.2f} (vs coh_motion {cin[1, 0]:.2f})")
     return sim, base
 
 

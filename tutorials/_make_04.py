@@ -31,8 +31,9 @@ import torch
 import xarray as xr
 
 from neuroalrnn import ALRNN
-from neuroalrnn.analysis import (cosine_table, cv_similarity, fit_psychometric, fixed_points, psychometric,
-                                 region_codes, regions_by_group, shuffled_baseline, tdr_axes, tdr_trajectories)
+from neuroalrnn.analysis import (cosine_table, cv_similarity, fit_psychometric, fixed_points, map_directions,
+                                 psychometric, region_codes, regions_by_group, ridge_map, shuffled_baseline, tdr_axes,
+                                 tdr_trajectories)
 from neuroalrnn.fit import fit_task, task_accuracy
 from neuroalrnn.plot import plot_fixed_points, plot_psychometric, plot_region_raster, plot_tdr_trajectories
 from neuroalrnn.preprocess import gaussian_smooth
@@ -169,13 +170,15 @@ alignment.round(3)"""),
     ("md", """### The fixed points in state space
 
 We project onto the network's TDR `choice` and `coh_motion` axes (left) and `choice` and `coh_color`
-(right), with trajectories of a few held-out trials of the same context. Filled markers are stable real
+(right), with the stimulus-epoch trajectories (when the context's input is on) of a few held-out trials
+of the same context. Filled markers are stable real
 fixed points, hollow ones unstable; grey crosses are virtual."""),
     ("code", """fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, ctx, other in zip(axes, ["motion", "color"], ["coh_motion", "coh_color"]):
     proj = axes_model.sel(axis=["choice", other]).values
-    idx = np.flatnonzero(test["context"].values == ctx)[:30]
-    plot_fixed_points(fps[ctx], states=states.isel(trial=idx), dims=proj, only_real=False, ax=ax)
+    idx = np.flatnonzero(test["context"].values == ctx)[:20]
+    stim_states = states.where(stimulus_epoch(test))  # the stimulus epoch, when this input is on
+    plot_fixed_points(fps[ctx], states=stim_states.isel(trial=idx), dims=proj, only_real=False, ax=ax)
     ax.set_xlabel("TDR choice"), ax.set_ylabel(f"TDR {other}"), ax.set_title(f"{ctx} context")
     ax.legend(fontsize=7)
 fig.tight_layout()
@@ -238,6 +241,32 @@ traj_rec = tdr_trajectories(smooth, axes_rec, by=["context", "coh_motion"])
 fig = plot_tdr_trajectories(traj_rec, "choice", "coh_motion", by="context", color="coh_motion")
 fig.suptitle("recorded units")
 plt.show()"""),
+    ("md", """### Slow modes against the recorded population's axes
+
+A ridge map `L` (unit, latent) from network states to the recorded units (`ridge_map`) carries model
+directions into the recorded space: the slow mode's right eigenvector (where the state moves) as `L v`,
+the input columns of C likewise. We compare them with the recording's TDR axes. Two random directions
+among 60 units have |cos| around 0.10."""),
+    ("code", """rows, input_rows = [], []
+for label, net, z in [("ground truth", truth, truth_states), ("trained model", model, trained_states)]:
+    L = ridge_map(z, smooth)
+    Cn = net.params_numpy()["C"][:, [names.index("motion"), names.index("color")]].T
+    cin = cosine_table(map_directions(Cn, L, side="right"), axes_rec.values).values
+    for k, stream in enumerate(["C motion", "C color"]):
+        input_rows.append({"network": label, "input": stream,
+                           **{f"vs rec. {a}": c for a, c in zip(axes_rec["axis"].values, cin[k])}})
+    for ctx in ["motion", "color"]:
+        fp = fixed_points(net, context_input(ctx))
+        real = fp.sel(point=fp["real"].values)
+        for i in range(real.sizes["point"]):
+            pt = real.isel(point=i)
+            cos = cosine_table(map_directions(pt["slow_right"].values[None], L, side="right"), axes_rec.values).values[0]
+            rows.append({"network": label, "context": ctx, "region": int(pt["region"]), "kind": str(pt["kind"].values),
+                         **{f"slow right vs rec. {a}": c for a, c in zip(axes_rec["axis"].values, cos)}})
+print("slow modes (right eigenvectors, mapped into the recorded space) against the recording's TDR axes")
+print(pd.DataFrame(rows).round(2).to_string(index=False))
+print("\\ninput directions (columns of C, mapped) against the recording's TDR axes")
+print(pd.DataFrame(input_rows).round(2).to_string(index=False))"""),
     ("md", """## 6. Psychometric curves per context
 
 The fraction of +1 choices against each stream's signed coherence. A network (or animal) that selects
