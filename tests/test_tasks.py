@@ -112,3 +112,13 @@ def test_multitask():
     assert multitask(40, task_kwargs=kw, seed=1).identical(ds)
     with pytest.raises(ValueError, match="tasks"):
         multitask(5, tasks=["nope"])
+
+
+def test_ideal_observer_on_a_recording_with_its_own_choice_coords():
+    from neuroalrnn.sample import load_sample
+    from neuroalrnn.tasks.stimulus_selection import ideal_observer
+
+    ds = load_sample()
+    result = ideal_observer(ds)
+    assert 0.6 < float(result["overall"]) < 0.8
+    assert result["choice"].dims == ("trial",)

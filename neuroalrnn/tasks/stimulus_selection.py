@@ -195,7 +195,9 @@ def choice_accuracy(ds: xr.Dataset, choice) -> xr.Dataset:
     choice = np.asarray(choice, dtype=float)
     if choice.shape != (ds.sizes["trial"],):
         raise ValueError(f"choice: expected shape ({ds.sizes['trial']},), got {choice.shape}")
-    trial_coords = {k: v for k, v in ds.coords.items() if v.dims[:1] == ("trial",) and v.ndim == 1}
+    # a recording's own choice/correct coords would clash with the summary's variables of those names
+    trial_coords = {k: v for k, v in ds.coords.items()
+                    if v.dims[:1] == ("trial",) and v.ndim == 1 and k not in ("choice", "correct")}
     out = xr.Dataset({"choice": ("trial", choice)}, coords=trial_coords)
     correct = choice == ds["correct_choice"].values
     out["correct"] = ("trial", correct)
