@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebook import write_notebook
 
 CELLS = [
     ("md", """# 01 - Loading lab data into a TrialDataset
@@ -136,15 +135,5 @@ print("round trip identical")"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).with_name("01_loading_data.ipynb")
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    write_notebook(CELLS, Path(__file__).with_name("01_loading_data.ipynb"))

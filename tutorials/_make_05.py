@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebook import write_notebook
 
 CELLS = [
     ("md", """# 05 - Cross-validated model comparison: how many ReLU units does the task need?
@@ -118,14 +117,5 @@ while P = 2 does as well as P = M."""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).with_name("05_cross_validated_comparison.ipynb")
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    write_notebook(CELLS, Path(__file__).with_name("05_cross_validated_comparison.ipynb"))
