@@ -125,6 +125,27 @@ def leading_pcs(x: np.ndarray, k: int = 3) -> np.ndarray:
     return vt[:k].T
 
 
+def project(ds, V):
+    """The TrialDataset with ``activity`` replaced by its coordinates on the axes V (unit, k)."""
+    from neuroalrnn.schema import from_arrays
+
+    x = ds["activity"].values @ V
+    return from_arrays(activity=x, inputs=ds["inputs"].values, lengths=ds["mask"].values.sum(1), dt=ds.attrs["dt"])
+
+
+class PCAPredictor:
+    """A model fitted on PC coordinates, predicting in the units' space: x = V (model's PCs)."""
+
+    def __init__(self, fitted, V):
+        self.fitted, self.V = fitted, V
+        self.train_result_ = fitted.train_result_
+
+    def free_run(self, x0, n_steps, inputs=None):
+        return self.fitted.free_run(np.asarray(x0) @ self.V, n_steps, inputs) @ self.V.T
+
+    predict_ahead = free_run
+
+
 def trial_free_runs(fitted, ds) -> np.ndarray:
     """Free run of each trial from its first observation, driven by its inputs, NaN after its end."""
     x = ds["activity"].values
@@ -139,14 +160,18 @@ def free_run_metrics(x, gen, pcs, seed=0) -> dict:
 
     if not np.isfinite(gen[np.isfinite(x).all(-1)]).all():
         return dict.fromkeys(("d_stsp_gmm", "d_stsp_pc3", "d_h", "d_h_s2"), float("inf"))
+    # a unit silent through a whole test trial has no spectrum there (D_H would be NaN): leave such units out
+    n_min = int(np.isfinite(x).all(-1).sum(1).min())  # power_spectrum_error cuts all trials to the shortest
+    live = ~np.any(np.std(x[:, :n_min], axis=1) < 1e-9, axis=0)
     return {"d_stsp_gmm": state_space_divergence(x, gen, seed=seed),
             "d_stsp_pc3": state_space_divergence(x @ pcs, gen @ pcs, method="binning"),
-            "d_h": power_spectrum_error(x, gen), "d_h_s2": power_spectrum_error(x, gen, sigma=2.0)}
+            "d_h": power_spectrum_error(x[..., live], gen[..., live]),
+            "d_h_s2": power_spectrum_error(x[..., live], gen[..., live], sigma=2.0), "n_units_dh": int(live.sum())}
 
 
 def fmt(m: dict) -> str:
     return (f"D_stsp GMM(60 units) {m['d_stsp_gmm']:.3f}, binned(3 PCs) {m['d_stsp_pc3']:.3f}; "
-            f"D_H(sigma 20) {m['d_h']:.3f}, D_H(sigma 2) {m['d_h_s2']:.3f}")
+            f"D_H(sigma 20) {m['d_h']:.3f}, D_H(sigma 2) {m['d_h_s2']:.3f} ({m.get('n_units_dh', '-')} units)")
 
 
 def run_sample(args):
@@ -175,12 +200,20 @@ def run_sample(args):
         for obs in args.observation:
             model = ALRNN(M, args.P, n_inputs=5, seed=args.seed)
             t0 = time.perf_counter()
-            fitted = fit_teacher_forcing(model, d["train"], val=d["val"], forcing=args.forcing, tau=args.tau,
-                                         observation=obs, noise_std=args.noise, zscore=False,
-                                         n_steps=args.n_steps, batch_size=16, lr=args.lr,
+            if obs == "pca":  # identity readout of the k leading PCs (training trials), mapped back to units
+                V = leading_pcs(d["train"]["activity"].values, args.n_pcs)
+                train_fit, val_fit = (project(d[k], V) for k in ("train", "val"))
+            else:
+                train_fit, val_fit = d["train"], d["val"]
+            fitted = fit_teacher_forcing(model, train_fit, val=val_fit, forcing=args.forcing, tau=args.tau,
+                                         observation="identity" if obs == "pca" else obs, noise_std=args.noise,
+                                         zscore=False, n_steps=args.n_steps, batch_size=16, lr=args.lr,
                                          eval_every=args.eval_every, metrics=("n_step",), n_ahead=n,
                                          select_metric="n_step", seed=args.seed)
             elapsed = time.perf_counter() - t0
+            if obs == "pca":
+                fitted = PCAPredictor(fitted, V)
+                obs = f"pca{args.n_pcs}"
             err = n_step_prediction_error(fitted, test, n=n)
             free = free_run_metrics(x_test, trial_free_runs(fitted, test), pcs, args.seed)
             rows.append((M, obs, err, err / gt[-1], free, elapsed, fitted.train_result_.best_step))
@@ -225,7 +258,9 @@ def run_fmri(args):
     Ps = {"0": 0, "2": 2, "M": args.fmri_M}
     errs = {k: [] for k in [*Ps, "mean", "persistence"]}
     t0 = time.perf_counter()
+    folds = []
     for subj, seg, train, test in fmri_folds(ds, subjects, args.segments):
+        folds.append((subj, seg))
         x = test["activity"].values
         errs["mean"].append(float(((x[:, n:]) ** 2).mean()))
         errs["persistence"].append(n_step_prediction_error(lambda x0, k, s: np.repeat(x0[:, None], k, 1), test, n=n))
@@ -240,6 +275,11 @@ def run_fmri(args):
         print(f"  subject {subj} segment {seg}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in errs.items()),
               flush=True)
     elapsed = time.perf_counter() - t0
+    folds = np.asarray(folds).reshape(-1, 2)
+    if args.fmri_out:
+        import pandas as pd
+
+        pd.DataFrame({"subject": folds[:, 0], "segment": folds[:, 1], **errs}).to_csv(args.fmri_out, index=False)
     k = len(errs["mean"])
     sel = (f"checkpoint selected by the 5-step error on a {args.fmri_val:.0%} validation split of the training "
            "segments" if args.fmri_val else "last checkpoint")
@@ -264,7 +304,8 @@ def main(argv=None):
     parser.add_argument("--sigma", type=float, default=0.1, help="smoothing of the spike counts (s)")
     parser.add_argument("--M", type=int, nargs="+", default=[16])
     parser.add_argument("--P", type=int, default=2)
-    parser.add_argument("--observation", nargs="+", default=["linear"])
+    parser.add_argument("--observation", nargs="+", default=["linear"], help="linear, identity or pca")
+    parser.add_argument("--n-pcs", type=int, default=8, help="PCs for --observation pca (identity readout)")
     parser.add_argument("--forcing", default="generalized")
     parser.add_argument("--tau", type=int, default=None, help="forcing interval (default: 16 sparse, 1 generalized)")
     parser.add_argument("--noise", type=float, default=0.0)
@@ -281,6 +322,7 @@ def main(argv=None):
     parser.add_argument("--fmri-lr", type=float, default=3e-3)
     parser.add_argument("--fmri-val", type=float, default=0.25,
                         help="fraction of the training segments held out for checkpoint selection (0: none)")
+    parser.add_argument("--fmri-out", type=Path, default=None, help="write the per-fold errors to this CSV")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
