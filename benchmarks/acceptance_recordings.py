@@ -28,11 +28,15 @@ trials of 33 steps (17 frequency bins, smoothed with sigma = 20 bins), so it is 
 truth's own expected-count trajectories are scored the same way for reference.
 
 Part ``fmri`` (real data). ``../shared/data/koppe2014_fmri/NBKO_PLRNN_dataset.mat`` (26 subjects x 5
-segments of 72 TRs, 20 ROIs, 5 binary inputs). Per subject and held-out segment: train on the
-other 4 segments (z-scored per ROI with their statistics), test on the held-out one; the 5-step
-prediction error from every origin of the held-out segment (z-scored units), for P = 0, 2 and M
-with the same M, observation model and training. Reported as mean +- SEM over the
-(subject, segment) folds, with the mean and persistence baselines.
+segments of 72 TRs, 20 ROIs, 5 binary inputs). Per subject and held-out segment: the other 4
+segments are z-scored per ROI with their statistics; by default one of them (``--fmri-val 0.25``)
+picks the checkpoint with the best 5-step error and 3 are trained on; the held-out segment is
+scored once: the 5-step prediction error from every origin (z-scored units), for P = 0, 2 and M
+with the same M, linear observation model and training. Reported as mean +- SEM over the
+(subject, segment) folds, with the mean and persistence baselines (``--fmri-out`` saves each fold).
+
+``--observation pca`` fits the identity observation model to the ``--n-pcs`` leading principal
+components of the training trials and maps its predictions back to the 60 units (scored the same way).
 
 Usage: python benchmarks/acceptance_recordings.py [--part sample|fmri|both] [--seed 0] [--n-steps 3000] ...
 (defaults: the settings reported in benchmarks/RESULTS_teacher_forcing.md)
