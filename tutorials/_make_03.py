@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebook import write_notebook
 
 CELLS = [
     ("md", """# 03 - Fitting AL-RNNs to recordings by teacher forcing
@@ -159,15 +158,5 @@ comparison (P = 0, 2 and M) over all subjects; see `benchmarks/RESULTS_teacher_f
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    path = Path(__file__).with_name("03_teacher_forcing.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write_notebook(CELLS, Path(__file__).with_name("03_teacher_forcing.ipynb"))
