@@ -169,3 +169,14 @@ def test_authors_lorenz_model_scores(shared_data):
         assert len(regions) == 3
     # a wrong model (the attractor shifted) scores clearly worse
     assert state_space_divergence(x_test, orbit[:, :3] + 1.0) > d_stsp + 1
+
+
+def test_power_spectrum_error_skips_silent_data_trials():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 64, 2))
+    silent = x.copy()
+    silent[1, :, 0] = 0.0  # one unit silent in one trial
+    from neuroalrnn.analysis.dsr import power_spectrum_error
+
+    value = power_spectrum_error(silent, x, sigma=2)
+    assert np.isfinite(value) and 0 <= value < 0.2

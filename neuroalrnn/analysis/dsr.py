@@ -70,7 +70,10 @@ def state_space_divergence(x_data, x_model, n_bins: int = 30, smoothing: float =
         Laplace smoothing pseudo-count added to every bin (binning method).
     method : {"auto", "binning", "gmm"}
         ``"auto"`` bins for fewer than 11 dims and uses the Gaussian-mixture Monte-Carlo
-        estimate otherwise.
+        estimate otherwise. As in the reference code the mixture densities are floored at
+        1e-8 inside the logs; with unit-variance components in many dims (e.g. 60 z-scored
+        neurons) every density falls below that floor and the estimate reads 0 for any
+        model: reduce the dims (e.g. leading PCs) or raise ``scaling`` there.
     scaling : float
         Variance of each mixture component (gmm method).
     max_used : int
@@ -233,7 +236,9 @@ def power_spectrum_error(x_data, x_model, sigma: float = 20.0) -> float:
     Returns
     -------
     float
-        D_H in [0, 1]; 0 for identical spectra. NaN if the model trajectory is not finite.
+        D_H in [0, 1]; 0 for identical spectra. NaN if the model trajectory is not finite
+        (or constant). Data trials that are constant in a dim (a silent unit) are left out
+        of that dim's spectrum.
 
     Examples
     --------
@@ -261,11 +266,18 @@ def power_spectrum_error(x_data, x_model, sigma: float = 20.0) -> float:
     dists = []
     for dim in range(xd.shape[-1]):
         with np.errstate(invalid="ignore", divide="ignore"):
-            ps_d = np.mean([_spectrum(t[:n, dim], sigma) for t in td], axis=0)
-            ps_m = np.mean([_spectrum(t[:n, dim], sigma) for t in tm], axis=0)
-        if not (np.all(np.isfinite(ps_d)) and np.all(np.isfinite(ps_m))):
+            spectra_d = [_spectrum(t[:n, dim], sigma) for t in td]
+            spectra_m = [_spectrum(t[:n, dim], sigma) for t in tm]
+        # a data trial that is constant in this dim has no spectrum: leave it out (a silent unit)
+        spectra_d = [p for p in spectra_d if np.all(np.isfinite(p))]
+        if not spectra_d:
+            continue
+        ps_d, ps_m = np.mean(spectra_d, axis=0), np.mean(spectra_m, axis=0)
+        if not np.all(np.isfinite(ps_m)):
             return float("nan")
         dists.append(hellinger_distance(ps_d, ps_m))
+    if not dists:
+        raise ValueError("x_data: every dimension is constant within every trial; no spectrum to compare")
     return float(np.mean(dists))
 
 

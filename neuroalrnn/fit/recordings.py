@@ -126,6 +126,7 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
     if unknown:
         raise ValueError(f"metrics: unknown {sorted(unknown)}; expected a subset of {METRICS}")
 
+    @torch.no_grad()  # evaluation needs no graph (and may be called outside the trainer)
     def evaluate(module, val):
         x = torch.where(val["mask"][..., None], val["x"], torch.full((), float("nan"), dtype=val["x"].dtype))
         x = x.cpu().numpy().astype(np.float64)
