@@ -106,3 +106,13 @@ def test_unreachable_scheduler_fails_fast(task_file, tmp_path, capsys):
                  "--set", "n_units=4", "--set", "n_steps=1", "--out", str(tmp_path / "x.nc"), "--quiet"]) == 2
     assert time.perf_counter() - start < 30
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_file_failing_validation_names_the_field(tmp_path, capsys):
+    ds = from_arrays(activity=np.ones((2, 3, 1)), dt=0.1)
+    ds["activity"].values[0, 1, 0] = np.nan  # NaN inside the mask
+    path = tmp_path / "bad.nc"
+    ds.to_netcdf(path)
+    assert main(["compare", str(path), "--p", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "activity: NaN or inf inside the mask" in err
