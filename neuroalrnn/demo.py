@@ -257,6 +257,11 @@ def write_report(out: Path, summary: dict, figs: dict) -> Path:
                    for m, v in summary["task"]["accuracy"].items())
     figures = "".join(f'<figure><img src="{n}.png" alt="{n}"><figcaption>{html.escape(CAPTIONS.get(n, n))}'
                       f"</figcaption></figure>" for n in figs)
+    fp_rows = "".join(f"<tr><td>{ctx}</td><td>{p['region']}</td><td>{p['stable']}</td>"
+                      f"<td>{p['slowest_abs_eigenvalue']:.3f}</td></tr>"
+                      for ctx, points in summary["fixed_points_P2"].items() for p in points)
+    cmp_rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['mean']:.3f} &plusmn; {v['sem']:.3f}</td></tr>"
+                       for m, v in summary["comparison"].items())
     io_ = summary["task"]["ideal_observer"]
     geo, tf = summary["geometry"], summary["teacher_forcing"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>neuroalrnn demo report</title>
@@ -271,7 +276,10 @@ dt = {summary['data']['dt'] * 1e3:g} ms. Total time {summary['seconds']['total']
 {geo['cka_shuffled']:.2f}), Procrustes distance {geo['procrustes']:.2f} rad (shuffled {geo['procrustes_shuffled']:.2f}).
 Teacher-forced AL-RNN, {tf['n_step']}-step prediction error on held-out trials {tf['held_out_error']:.3f}
 (baselines: persistence {tf['persistence_baseline']:.3f}, training mean {tf['training_mean_baseline']:.3f}).</p>
-<pre>{html.escape(json.dumps(summary['fixed_points_P2'], indent=1))}</pre>
+<h2>Real fixed points of the P = 2 network (stimulus-epoch input per context)</h2>
+<table><tr><th>context</th><th>region</th><th>stable</th><th>slowest |&lambda;|</th></tr>{fp_rows}</table>
+<h2>Cross-validated comparison</h2>
+<table><tr><th>model</th><th>held-out accuracy (mean &plusmn; SEM over folds)</th></tr>{cmp_rows}</table>
 {figures}</body></html>"""
     with atomic_write(out / "index.html") as tmp:
         tmp.write_text(page)
