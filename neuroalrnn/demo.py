@@ -157,14 +157,14 @@ def _summarize(task, dynamics, tf, geometry, comparison, timings) -> dict:
         fixed[ctx] = [{"region": int(r), "stable": bool(s), "slowest_abs_eigenvalue": float(np.abs(ev).max())}
                       for r, s, ev in zip(real["region"].values, real["stable"].values, real["eigenvalues"].values)]
     sim, shuf = geometry["similarity"], geometry["shuffled"]
+    codes = dynamics["codes"].values
     summ = comparison["summary"]
     return {
         "task": {"n_units": N_UNITS, "accuracy": acc,
                  "ideal_observer": {"overall": float(ideal["overall"]),
                                     "incongruent": float(ideal["incongruent_accuracy"])}},
         "fixed_points_P2": fixed,
-        "regions_visited_P2": int(np.unique(dynamics["codes"].values[np.isfinite(dynamics["codes"].values)]).size)
-        if np.issubdtype(dynamics["codes"].dtype, np.floating) else int(np.unique(dynamics["codes"].values).size),
+        "regions_visited_P2": int(np.unique(codes[codes >= 0]).size),  # -1 marks padded steps
         "teacher_forcing": {"n_step": tf["n_ahead"], "held_out_error": tf["errors"]["fitted"],
                             "persistence_baseline": tf["errors"]["persistence"],
                             "training_mean_baseline": tf["errors"]["training_mean"]},
