@@ -45,7 +45,11 @@ def plot_region_raster(codes: xr.DataArray, *, n_relu: int | None = None, ax=Non
     values = np.asarray(codes.values)
     if not np.issubdtype(values.dtype, np.integer):
         raise TypeError(f"codes: expected integer region codes, got dtype {values.dtype}")
-    time = codes["time"].values if "time" in codes.coords else np.arange(codes.sizes["time"])
+    from matplotlib.ticker import MaxNLocator
+
+    time = np.asarray(codes["time"].values if "time" in codes.coords else np.arange(codes.sizes["time"]), float)
+    half = 0.5 * (np.median(np.diff(time)) if time.size > 1 else 1.0)
+    t_extent = (time[0] - half, time[-1] + half)  # pixels centred on the time points
     ax = _axes(ax)
     if codes.ndim == 1:
         P = n_relu if n_relu is not None else codes.attrs.get("n_relu")
@@ -54,7 +58,7 @@ def plot_region_raster(codes: xr.DataArray, *, n_relu: int | None = None, ax=Non
         bits = ((values[None, :] >> np.arange(int(P))[:, None]) & 1).astype(float)
         image = np.where(values[None, :] < 0, np.nan, bits)
         ax.imshow(image, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1,
-                  origin="lower", extent=(time[0], time[-1], -0.5, int(P) - 0.5))
+                  origin="lower", extent=(*t_extent, -0.5, int(P) - 0.5))
         ax.set_ylabel("ReLU unit")
     else:
         import matplotlib.pyplot as plt
@@ -65,9 +69,10 @@ def plot_region_raster(codes: xr.DataArray, *, n_relu: int | None = None, ax=Non
         n_codes = 2 ** int(P) if P is not None else int(np.nanmax(image, initial=0)) + 1
         cmap = plt.get_cmap("tab20", n_codes) if n_codes <= 20 else plt.get_cmap("viridis")
         im = ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5, vmax=n_codes - 0.5,
-                       extent=(time[0], time[-1], codes.shape[0] - 0.5, -0.5))
+                       extent=(*t_extent, codes.shape[0] - 0.5, -0.5))
         ax.figure.colorbar(im, ax=ax, label="region code")
         ax.set_ylabel(codes.dims[0])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # rows are ReLU units or trials
     ax.set_xlabel("time")
     return ax
 

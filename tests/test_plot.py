@@ -28,8 +28,15 @@ def test_region_raster_single_trial_bits_and_trials():
     assert image.shape == (2, 5)
     np.testing.assert_array_equal(image[:, :4], [[0, 1, 1, 0], [0, 0, 1, 1]])  # bit i of each code
     assert np.ma.getmaskarray(image)[:, 4].all()  # masked step left blank (NaN -> masked)
+    ticks = [t for t in ax.get_yticks() if -0.5 <= t <= 1.5]
+    assert ticks == [0.0, 1.0]  # one integer tick per ReLU unit, no fractional rows
+    np.testing.assert_allclose(ax.images[0].get_extent()[:2], [-0.05, 0.45])  # pixels centred on time points
     ax = plot.plot_region_raster(codes)
     assert ax.images[0].get_array().shape == (2, 5)
+    assert all(float(t).is_integer() for t in ax.get_yticks())
+    ax = plot.plot_region_raster(codes.isel(time=[0]))  # one time step: a finite, non-empty extent
+    left, right = ax.images[0].get_extent()[:2]
+    assert right - left == pytest.approx(1.0)
     with pytest.raises(ValueError, match="n_relu"):
         plot.plot_region_raster(xr.DataArray([0, 1], dims="time"))
     with pytest.raises(TypeError, match="integer"):
