@@ -138,3 +138,30 @@ def test_trial_column_becomes_labels():
     assert ds["trial"].values.tolist() == [5, 6, 9]
     ds = from_table({"trial": np.array([1, 1, 2]), "choice": np.array([1, 0, 1])})
     assert ds["trial"].values.tolist() == [0, 1, 2] and ds["trial_label"].values.tolist() == [1, 1, 2]
+
+
+def test_spike_binning_bad_stop_column():
+    table = {"stim_on": np.array([0.0, 1.0]), "stop": np.array([0.05, 1.5])}
+    kw = dict(spikes=[np.array([0.1, 1.2])], align_event="stim_on", window=(0.0, 0.5), bin_size=0.1)
+    with pytest.raises(ValueError, match=r"stop_event: expected a column .*got 'end'"):
+        from_table(table, stop_event="end", **kw)
+    with pytest.raises(ValueError, match=r"stop_times: trial 0 ends before its first whole bin"):
+        from_table(table, stop_event="stop", **kw)
+    with pytest.raises(ValueError, match=r"stop_times: trial 0 stops at -1\.0 s, before its window starts"):
+        from_table({**table, "stop": np.array([-1.0, 1.5])}, stop_event="stop", **kw)
+
+
+def test_per_trial_spike_lists_edge_cases():
+    # the spike column alone is a valid table; spikes outside the window are not counted,
+    # whatever the sign of the window start
+    df = pd.DataFrame({"spikes": [[np.array([-0.5, 0.05, 0.15, 0.45])], [np.array([0.12])]]})
+    ds = from_table(df, spikes="spikes", window=(0.1, 0.4), bin_size=0.1)
+    np.testing.assert_array_equal(ds["activity"].sel(unit=0).values, [[1, 0, 0], [1, 0, 0]])
+    ds = from_table(df, spikes="spikes", window=(-0.2, 0.2), bin_size=0.1)
+    np.testing.assert_array_equal(ds["activity"].sel(unit=0).values, [[0, 0, 1, 1], [0, 0, 0, 1]])
+    with pytest.raises(ValueError, match=r"spikes: trial 1: spike_times\[0\] \(unit 0\): not sorted"):
+        from_table(pd.DataFrame({"spikes": [[np.array([0.1])], [np.array([0.3, 0.2])]]}), spikes="spikes",
+                   window=(0.0, 0.4), bin_size=0.1)
+    with pytest.raises(ValueError, match="stop_event: not supported with per-trial spike lists"):
+        from_table(df.assign(stop=[0.2, 0.3]), spikes="spikes", window=(0.0, 0.4), bin_size=0.1,
+                   stop_event="stop")

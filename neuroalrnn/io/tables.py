@@ -121,7 +121,8 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
         Time step (s) of the signals; required with them.
     spikes : sequence of 1-D arrays or str, optional
         Session spike times per unit (s), or the name of a column whose entries
-        are per-trial lists of per-unit spike times relative to ``align_event``.
+        are per-trial lists of per-unit spike times relative to ``align_event``
+        (spikes outside ``window`` are not counted).
         A mapping with ``spike_times`` and ``spike_clusters`` is used when
         ``spikes`` is omitted.
     align_event : str, optional
@@ -129,7 +130,8 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
     window : (t0, t1), bin_size : float
         Binning grid around the event, as in :func:`~neuroalrnn.preprocess.bin_spike_times`.
     stop_event : str, optional
-        Column of trial end times; bins past it are masked.
+        Column of trial end times (session times, like ``align_event``); bins
+        past it are masked. Not used with per-trial spike lists.
     session : str or None
         Column copied to a ``session`` trial coord; ``'auto'`` uses the first of
         ``session_date``, ``session_id``, ``eid``, ``session_name`` present.
@@ -168,7 +170,8 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
     if spike_column is not None:
         consumed.add(spike_column)
     coords = _trial_columns({k: v for k, v in columns.items() if k not in consumed})
-    n = _n_rows(columns, consumed, signal_values, coords)
+    sized = dict(signal_values, **({spike_column: columns[spike_column]} if spike_column else {}))
+    n = _n_rows(columns, consumed, sized, coords)
     if session == "auto":
         session = next((c for c in SESSION_COLUMNS if c in coords), None) if "session" not in coords else None
     if session is not None:
@@ -278,35 +281,43 @@ def _split_clusters(times, clusters):
 
 
 def _bin(columns, coords, spikes, align_event, window, bin_size, stop_event, n):
-    from neuroalrnn.preprocess import bin_spike_times
+    from neuroalrnn.preprocess import bin_spike_times, spikes_to_dataset
+    from neuroalrnn.schema import trial_lengths
 
     if window is None or bin_size is None:
         raise ValueError("window, bin_size: both are needed to bin spikes (e.g. window=(-0.5, 1.0), bin_size=0.01)")
     if isinstance(spikes, str):  # per-trial lists of per-unit spike times relative to the event
-        return _bin_per_trial(columns[spikes], spikes, window, bin_size, stop_event, coords, align_event, n)
+        if stop_event is not None:
+            raise ValueError(f"stop_event: not supported with per-trial spike lists ({spikes!r}); mask "
+                             "the trials afterwards, or give session spike times with an align_event column")
+        return _bin_per_trial(columns[spikes], spikes, window, bin_size, bin_spike_times)
     if align_event is None or align_event not in coords:
         raise ValueError(f"align_event: expected a column of per-trial event times (s), got {align_event!r}")
+    if stop_event is not None and stop_event not in coords:
+        raise ValueError(f"stop_event: expected a column of per-trial end times (s), got {stop_event!r}; "
+                         f"the columns are {sorted(coords)}")
     if isinstance(spikes, Mapping):
         spikes = list(spikes.values())
     align = np.asarray(coords[align_event], dtype=float)
     stop = None if stop_event is None else np.asarray(coords[stop_event], dtype=float)
-    counts, starts = bin_spike_times(spikes, align, window, bin_size, stop)
-    lengths = None
-    if stop is not None:
-        lengths = (align[:, None] + starts[None, :] + bin_size <= stop[:, None] + 1e-9 * bin_size).sum(1)
-    return counts, float(bin_size), float(starts[0]), lengths
+    binned = spikes_to_dataset(spikes, align, window, bin_size, stop)  # checks stop vs. the first bin
+    lengths = None if stop is None else trial_lengths(binned).values
+    return binned["activity"].values, float(bin_size), float(binned["time"].values[0]), lengths
 
 
-def _bin_per_trial(column, name, window, bin_size, stop_event, coords, align_event, n):
-    from neuroalrnn.preprocess import bin_spike_times
-
-    shift = max(0.0, -float(window[0]))  # bin_spike_times wants times >= 0
+def _bin_per_trial(column, name, window, bin_size, bin_spike_times):
+    trials = [[np.asarray(t, dtype=float) for t in trial] for trial in column]
+    # bin_spike_times wants times >= 0: shift every trial by the same amount so that the
+    # earliest spike and the window start are >= 0; spikes outside the window are not counted
+    finite = [t[np.isfinite(t)] for trains in trials for t in trains]
+    low = min([float(window[0])] + [float(t.min()) for t in finite if t.size])
+    shift = max(0.0, -low)
     out, starts = [], None
-    for i, trial in enumerate(column):
-        trains = [np.asarray(t, dtype=float) + shift for t in trial]
-        if any((t < 0).any() for t in trains):
-            raise ValueError(f"{name}: trial {i} has spike times before the window start")
-        counts, starts = bin_spike_times(trains, np.array([shift]), window, bin_size)
+    for i, trains in enumerate(trials):
+        try:
+            counts, starts = bin_spike_times([t + shift for t in trains], np.array([shift]), window, bin_size)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name}: trial {i}: {err}") from None
         out.append(counts[0])
     if len({c.shape[1] for c in out}) > 1:
         raise ValueError(f"{name}: trials list different numbers of units")
