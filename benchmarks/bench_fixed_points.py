@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from neuroalrnn.analysis.fixed_points import fixed_points, model_params, region_jacobian
+from neuroalrnn.analysis import fixed_points, model_params, region_jacobian
 from neuroalrnn.analysis.regions import codes_to_bits, region_codes
 
 

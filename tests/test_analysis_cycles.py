@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from neuroalrnn.analysis.cycles import cycles
+from neuroalrnn.analysis import cycles
 from neuroalrnn.analysis.regions import region_codes
 
 # z -> 1 + 0.5 z (z <= 0), 1 - 3 z (z > 0): fixed point 0.25 (slope -3), the 2-cycle

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neuroalrnn.analysis.fixed_points import fixed_points, model_params, region_jacobian
+from neuroalrnn.analysis import fixed_points, model_params, region_jacobian
 from neuroalrnn.analysis.regions import region_codes
 
 

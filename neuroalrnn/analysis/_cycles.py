@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from neuroalrnn.analysis.fixed_points import (_safe_solve, classify, consistent, drive, full_diag,
+from neuroalrnn.analysis._fixed_points import (_safe_solve, classify, consistent, drive, full_diag,
                                               model_params)
 from neuroalrnn.analysis.regions import bits_to_codes, codes_to_bits, region_codes
 from neuroalrnn.utils import check_random_state

@@ -334,7 +334,7 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
             raise ValueError(f"regions: codes must lie in [0, 2**{P}), got range [{codes.min()}, {codes.max()}]")
     n_tried = None
     if method == "search":
-        from neuroalrnn.analysis.cycles import search_sequences  # cycles.py builds on this module
+        from neuroalrnn.analysis._cycles import search_sequences  # _cycles.py builds on this module
 
         found = search_sequences(params, b, 1, states=states, n_restarts=n_restarts, max_iter=max_iter,
                                  n_chains=256, exhaustive_limit=0, seed=seed, tol=tol)
