@@ -139,6 +139,24 @@ def test_bad_input():
         sim.cv_similarity(X, Y.isel(time=slice(0, 5)))
     with pytest.raises(TypeError, match="y"):
         sim.cv_similarity(X, Y.values)
+    # enough trials for the folds, but a held-out fold with too few valid time points
+    short = Y.copy()
+    short[:, 1:] = np.nan
+    with pytest.raises(ValueError, match="n_splits: fold .* fewer than 4 valid time points"):
+        sim.cv_similarity(X.isel(trial=slice(0, 6)), short.isel(trial=slice(0, 6)), n_splits=3)
+    with pytest.raises(ValueError, match="n_splits: expected at least 2"):
+        sim.cv_similarity(X, Y, n_splits=1)
+
+
+def test_rsa_conditions_from_either_side():
+    X, Y = pair(noise=0.3, seed=8)
+    by = ["context", "coh"]
+    ref = float(sim.cv_similarity(X, Y, n_splits=3, by=by)["rsa"])
+    bare = Y.drop_vars(["context", "coh", "session"])  # recordings without the condition coords
+    assert float(sim.cv_similarity(X, bare, n_splits=3, by=by)["rsa"]) == pytest.approx(ref)
+    assert float(sim.cv_similarity(bare.rename(unit="latent"), X.rename(latent="unit"), n_splits=3,
+                                   by=by)["rsa"]) == pytest.approx(ref)
+    assert "context" not in bare.coords  # the input is not modified
 
 
 def test_ridge_map_recovers_linear_map():

@@ -256,7 +256,9 @@ def cv_similarity(x, y, *, n_splits: int = 5, groups: str | None = None, n_compo
         for CCA and Procrustes; default: CCA on full spaces, Procrustes with
         zero-padding to equal dims.
     by : str or list of str, optional
-        Trial coords defining conditions for RSA (computed on all trials).
+        Trial coords defining conditions for RSA (computed on all trials); a
+        coord found on only one of x, y defines the conditions of both (x's
+        wins when both have it).
 
     Returns
     -------
@@ -295,8 +297,11 @@ def cv_similarity(x, y, *, n_splits: int = 5, groups: str | None = None, n_compo
     out = xr.Dataset({"cca": (("fold", "cc"), cca), "procrustes": ("fold", proc), "cka": ("fold", cka)},
                      coords={"fold": np.arange(len(folds)), "cc": np.arange(k)},
                      attrs={"n_splits": n_splits, "n_samples": len(Xs)})
-    if by is not None:
-        out["rsa"] = rdm_correlation(rdm(X, by), rdm(Y.assign_coords(trial=X["trial"].values), by))
+    if by is not None:  # the trials are paired, so a condition coord of either side serves both
+        names = [by] if isinstance(by, str) else list(by)
+        shared = {c: src[c].variable for c in names for src in (X, Y)[::-1]
+                  if c in src.coords and src[c].dims == ("trial",)}
+        out["rsa"] = rdm_correlation(rdm(X.assign_coords(shared), by), rdm(Y.assign_coords(shared), by))
     return out
 
 
