@@ -150,6 +150,10 @@ def test_large_p_switches_to_search_and_exhaustive_limit():
     assert exact.attrs["n_real"] >= 3  # a case with several real points
     with pytest.raises(ValueError, match="max_exhaustive_p"):
         fixed_points(params, regions="exhaustive", max_exhaustive_p=8)
+    # beyond the hard ceiling of 30 ReLU units no limit makes exhaustive search possible
+    big = _random_model(np.random.default_rng(1), 32, 31, scale=0.1)
+    with pytest.raises(ValueError, match="beyond the supported 30 ReLU units.*regions='search'"):
+        fixed_points(big, regions="exhaustive", max_exhaustive_p=40)
     found = fixed_points(params, max_exhaustive_p=8, seed=1)
     assert found.attrs["method"] == "search"
     assert sorted(found.region.values.tolist()) == sorted(exact.region.values.tolist())
