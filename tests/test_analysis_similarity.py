@@ -139,6 +139,9 @@ def test_bad_input():
         sim.cv_similarity(X, Y.isel(time=slice(0, 5)))
     with pytest.raises(TypeError, match="y"):
         sim.cv_similarity(X, Y.values)
+    dup = np.r_[Y["trial"].values[:-1], Y["trial"].values[0]]  # same set of labels, one repeated
+    with pytest.raises(ValueError, match=r"trial: .* of y must be unique.*repeated: \[100\]"):
+        sim.cv_similarity(X, Y.assign_coords(trial=dup))
     # enough trials for the folds, but a held-out fold with too few valid time points
     short = Y.copy()
     short[:, 1:] = np.nan

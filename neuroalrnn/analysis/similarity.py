@@ -35,6 +35,11 @@ __all__ = ["paired_samples", "linear_cka", "procrustes_distance", "cca_correlati
 def _pair(x, y):
     X, Y = as_signal(x, "x"), as_signal(y, "y")
     tx, ty = X["trial"].values, Y["trial"].values
+    for name, t in (("x", tx), ("y", ty)):
+        labels, counts = np.unique(t, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"trial: the trial labels of {name} must be unique to pair model and data trials; "
+                             f"repeated: {labels[counts > 1][:10].tolist()}")
     only_x, only_y = np.setdiff1d(tx, ty), np.setdiff1d(ty, tx)
     if len(only_x) or len(only_y) or len(tx) != len(ty):
         raise ValueError(f"trial: model and data must hold the same trials; only in x: {only_x[:10].tolist()}"
