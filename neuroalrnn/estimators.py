@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
 
+from neuroalrnn.model import _resolve_device
 from neuroalrnn.schema import from_arrays, validate
 
 __all__ = ["Trials", "ALRNNTaskEstimator", "GRUTaskEstimator", "ALRNNTeacherForcingEstimator"]
@@ -168,7 +169,7 @@ class _TaskEstimatorBase(BaseEstimator):
         ds = as_dataset(X, y, kind="task")
         if "targets" not in ds.data_vars:
             raise ValueError("y: no targets; pass a TrialDataset with 'targets' or targets arrays as y")
-        device = _device(self.device)
+        device = _resolve_device(self.device)
         model = self._build(ds.sizes["input"], ds.sizes["output"], device)
         result = fit_task(model, ds, loss=self.loss, val_fraction=self.val_fraction, n_steps=self.n_steps,
                           batch_size=self.batch_size, lr=self.lr, lr_decay=self.lr_decay,
@@ -207,14 +208,6 @@ class _TaskEstimatorBase(BaseEstimator):
         with torch.no_grad():
             _, outputs = self.model_(data["inputs"])
             return -float(masked_loss(outputs, data["targets"], data["weight"], "mse"))
-
-
-def _device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device: expected 'cpu', 'cuda', 'auto' or a torch.device, got {device!r}")
-    return str(device)
 
 
 class ALRNNTaskEstimator(_TaskEstimatorBase):
@@ -364,7 +357,7 @@ class ALRNNTeacherForcingEstimator(BaseEstimator):
         if "activity" not in ds.data_vars:
             raise ValueError("X: the TrialDataset has no 'activity' to fit")
         n_inputs = ds.sizes["input"] if "inputs" in ds.data_vars else 0
-        device = _device(self.device)
+        device = _resolve_device(self.device)
         model = ALRNN(self.n_units, self.n_relu, n_inputs, 0, init=self.init, seed=self.seed, device=device)
         observed = fit_teacher_forcing(model, ds, val=self.val, forcing=self.forcing, tau=self.tau,
                                        alpha=self.alpha, observation=self.observation, noise_std=self.noise_std,

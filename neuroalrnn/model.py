@@ -27,6 +27,9 @@ def _check_int(name, value, low, high=None):
 
 
 def _resolve_device(device) -> torch.device:
+    """``"auto"``, a device string or a ``torch.device`` -> a ``torch.device`` that is available."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device: expected 'auto', 'cpu', 'cuda[:i]' or a torch.device, got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -209,6 +209,8 @@ def test_bad_inputs():
 def test_bad_device():
     with pytest.raises(ValueError, match="device"):
         ALRNN(3, 1, device="tpu-please")
+    with pytest.raises(TypeError, match="device: expected"):
+        ALRNN(3, 1, device=0)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: CUDA"):
             ALRNN(3, 1, device="cuda")
