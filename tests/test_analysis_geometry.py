@@ -141,3 +141,7 @@ def test_pca_condition_averages_against_svd():
     assert out["scores"].dims == ("condition", "time", "component")
     with pytest.raises(ValueError, match="n_components"):
         geo.pca_condition_averages(ds, "choice", n_components=1000)
+    silent = xr.DataArray(np.full((4, 3, 2), np.nan), dims=("trial", "time", "unit"),
+                          coords={"c": ("trial", list("abab"))})
+    with pytest.raises(ValueError, match="x: PCA needs at least 2 .* every unit is valid"):
+        geo.pca_condition_averages(silent, "c")

@@ -306,6 +306,9 @@ def pca_condition_averages(x, by: Sequence[str] | str, n_components: int | None 
     fdim = avg.dims[2]
     rows = avg.values.reshape(-1, avg.shape[2])
     ok = np.all(np.isfinite(rows), axis=1)
+    if ok.sum() < 2:
+        raise ValueError(f"x: PCA needs at least 2 condition-time points where every {fdim} is valid, "
+                         f"got {int(ok.sum())}")
     limit = min(ok.sum(), rows.shape[1])
     if n_components is not None and not 1 <= n_components <= limit:
         raise ValueError(f"n_components: expected 1..{limit} (valid condition-times, features), got {n_components}")
