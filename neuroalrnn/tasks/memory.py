@@ -18,6 +18,7 @@ from neuroalrnn.utils import check_random_state
 
 
 def _int(name, value, low=1):
+    """``value`` as an int >= ``low`` (also used by stimulus_selection), else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     return int(value)

@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalrnn.schema import from_arrays, validate
+from neuroalrnn.tasks.memory import _int
 from neuroalrnn.utils import check_random_state
 
 INPUT_NAMES = ("fixation", "ctx_motion", "ctx_color", "motion", "color")
@@ -80,7 +81,7 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     >>> ds["inputs"].sizes["input"], sorted(set(ds["context"].values.tolist()))
     (5, ['color', 'motion'])
     """
-    n_trials = _check_int("n_trials", n_trials, 1)
+    n_trials = _int("n_trials", n_trials)
     if not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt: expected a positive number of seconds, got {dt!r}")
     if not np.isfinite(noise) or noise < 0:
@@ -132,12 +133,6 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     for i, w in enumerate(weights):
         lw[i, : len(w)] = w
     return ds.assign(loss_weight=(("trial", "time"), lw))
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _draw_steps(timing, dt, n_trials, rng):
