@@ -102,7 +102,27 @@ def full_diag(bits, params: dict) -> np.ndarray:
 
 
 def region_jacobian(bits, params: dict) -> np.ndarray:
-    """Jacobian ``diag(A) + W D`` of each region (..., M, M)."""
+    """Jacobian ``diag(A) + W D`` of the map in each linear subregion.
+
+    Parameters
+    ----------
+    bits : array-like of bool, shape (..., P)
+        Sign patterns of the ReLU units (bit ``i`` is latent unit ``M - P + i``), e.g. from
+        :func:`~neuroalrnn.analysis.codes_to_bits`.
+    params : dict
+        Model arrays as returned by :func:`model_params`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., M, M)
+        ``D`` is 1 on the linear units and the bit on each ReLU unit.
+
+    Examples
+    --------
+    >>> p = model_params({"A": [0.5, 0.5], "W": [[0.0, 1.0], [0.0, 2.0]], "h": [0.0, 0.0], "n_relu": 1})
+    >>> region_jacobian([[False], [True]], p).tolist()
+    [[[0.5, 0.0], [0.0, 0.5]], [[0.5, 1.0], [0.0, 2.5]]]
+    """
     d = full_diag(bits, params)
     return np.diag(params["A"]) + params["W"] * d[..., None, :]
 
