@@ -199,6 +199,8 @@ def test_bad_input(rng):
         fit_teacher_forcing(ALRNN(8, 2), x, n_obs=4)
     with pytest.raises(ValueError, match="tau"):
         fit_teacher_forcing(ALRNN(8, 2), x, tau=0)
+    with pytest.raises(ValueError, match="n_steps"):
+        fit_teacher_forcing(ALRNN(8, 2), x, n_steps=0)
     with pytest.raises(ValueError, match="alpha"):
         fit_teacher_forcing(ALRNN(8, 2), x, forcing="generalized", alpha=1.5)
     with pytest.raises(ValueError, match="alpha"):

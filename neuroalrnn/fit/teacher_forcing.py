@@ -285,9 +285,12 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
                                                          transient=transient, seed=seed)
     if val_ds is None:
         select_metric = "train_loss"
+    if lr_decay is None:  # a 100-fold decay over the run (n_steps itself is checked by train)
+        valid = isinstance(n_steps, (int, np.integer)) and not isinstance(n_steps, bool) and n_steps >= 1
+        lr_decay = 0.01 ** (1.0 / n_steps) if valid else 1.0
     result = run_training(module, objective, train_data, val=val_data, evaluate=evaluate, n_steps=n_steps,
                           batch_size=batch_size, optimizer=optimizer, lr=lr,
-                          lr_decay=(0.01 ** (1.0 / n_steps)) if lr_decay is None else lr_decay,
+                          lr_decay=lr_decay,
                           clip_grad_norm=clip_grad_norm, eval_every=eval_every, patience=patience,
                           select_metric=select_metric, select_mode="min", checkpoint=checkpoint, seed=seed,
                           progress=progress)
