@@ -149,6 +149,11 @@ def test_bad_input():
         sim.cv_similarity(X.isel(trial=slice(0, 6)), short.isel(trial=slice(0, 6)), n_splits=3)
     with pytest.raises(ValueError, match="n_splits: expected at least 2"):
         sim.cv_similarity(X, Y, n_splits=1)
+    for bad in (0, 5, 2.5):  # X has 4 latent dims
+        with pytest.raises(ValueError, match=r"n_components: expected an int in 1\.\.4"):
+            sim.cv_similarity(X, Y, n_components=bad)
+    with pytest.raises(ValueError, match="Xte, Yte"):
+        sim.procrustes_distance(X.values[0], Y.values[0], X.values[1])
 
 
 def test_rsa_conditions_from_either_side():

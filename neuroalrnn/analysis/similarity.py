@@ -138,6 +138,8 @@ def procrustes_distance(Xtr, Ytr, Xte=None, Yte=None, *, n_components: int | Non
     >>> round(procrustes_distance(X, 2 * X @ Q), 6)
     0.0
     """
+    if (Xte is None) != (Yte is None):
+        raise ValueError("Xte, Yte: give both test sets or neither")
     fx, fy = _equalize(np.asarray(Xtr, float), np.asarray(Ytr, float), n_components)
     A, B = fx(np.asarray(Xtr, float)), fy(np.asarray(Ytr, float))
     Q, _ = scipy.linalg.orthogonal_procrustes(A, B)
@@ -285,7 +287,12 @@ def cv_similarity(x, y, *, n_splits: int = 5, groups: str | None = None, n_compo
     if groups is not None and g is None:
         raise ValueError(f"groups: {groups!r} is not a per-trial coord of x")
     folds = _folds(X.sizes["trial"], n_splits, g, seed)
-    k = n_components or min(Xs.shape[1], Ys.shape[1])
+    d = min(Xs.shape[1], Ys.shape[1])
+    if n_components is not None and (isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer))
+                                     or not 1 <= n_components <= d):
+        raise ValueError(f"n_components: expected an int in 1..{d} (the smaller of the two feature counts), "
+                         f"got {n_components!r}")
+    k = n_components or d
     cca, proc, cka = np.full((len(folds), k), np.nan), np.full(len(folds), np.nan), np.full(len(folds), np.nan)
     for f, (train, test) in enumerate(folds):
         tr, te = np.isin(tidx, train), np.isin(tidx, test)
