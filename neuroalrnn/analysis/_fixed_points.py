@@ -320,7 +320,7 @@ def fixed_points(model, inputs=None, *, regions="auto", max_exhaustive_p: int = 
     "unstable node"/"unstable focus"), ``slowest_abs`` (the |lambda| nearest 1), ``slow``,
     ``timescale`` (steps, ``-1/log|lambda|``), ``slow_right``/``slow_left`` (eigenvectors of
     that mode, ``left @ right = 1``) and ``condition`` (of ``I - J``, for isolated real points).
-    Real points come first. A ``singular`` region (``I - J`` not invertible) has ``z`` NaN, unless
+    Read the flag as ``fp["real"]``: ``fp.real`` is xarray's real-part method. Real points come first. A ``singular`` region (``I - J`` not invertible) has ``z`` NaN, unless
     its system is consistent: then it holds a continuum of fixed points (a line attractor, say),
     ``z`` is its minimum-norm point and ``real`` says whether that point lies in the region.
 
