@@ -153,8 +153,10 @@ def plot_tdr_trajectories(trajectories: xr.DataArray, x: str, y: str, *, by: str
     for name in (x, y):
         if name not in trajectories[adim].values:
             raise ValueError(f"x, y: axis {name!r} not among {trajectories[adim].values.tolist()}")
-    if by not in trajectories.coords:
-        raise ValueError(f"by: {by!r} is not a condition coord of the trajectories")
+    for arg, name in (("by", by), ("color", color)):
+        if name is not None and (name not in trajectories.coords or trajectories[name].dims != ("condition",)):
+            raise ValueError(f"{arg}: {name!r} is not a condition coord of the trajectories "
+                             f"(available: {[c for c in trajectories.coords if trajectories[c].dims == ('condition',)]})")
     groups = np.unique(trajectories[by].values)
     fig = fig or plt.figure(figsize=(4 * len(groups), 4))
     axes = fig.subplots(1, len(groups), squeeze=False)[0]

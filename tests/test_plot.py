@@ -75,6 +75,10 @@ def test_tdr_trajectories_one_line_per_condition_and_panel_per_context():
     np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), traj.sel(axis="choice").values[0])
     with pytest.raises(ValueError, match="'nope'"):
         plot.plot_tdr_trajectories(traj, "choice", "nope")
+    with pytest.raises(ValueError, match="color: 'coh_color' is not a condition coord"):
+        plot.plot_tdr_trajectories(traj, "choice", "coh_motion", color="coh_color")
+    with pytest.raises(ValueError, match="by: 'block'"):
+        plot.plot_tdr_trajectories(traj, "choice", "coh_motion", by="block")
 
 
 def test_psychometric_points_and_fitted_curves():
