@@ -197,6 +197,8 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
     >>> ds["mask"].sum("time").values.tolist()
     [4, 3]
     """
+    if isinstance(dt, (bool, np.bool_)) or not isinstance(dt, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dt: expected a positive number of seconds, got {type(dt).__name__}")
     given = {k: v for k, v in (("activity", activity), ("inputs", inputs), ("targets", targets)) if v is not None}
     padded, n_steps = {}, None
     for name, value in given.items():
@@ -244,7 +246,11 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
 
 def _pad(name, value):
     if isinstance(value, (list, tuple)):
-        arrays = [np.asarray(v, dtype=float) for v in value]
+        arrays = [np.asarray(v) for v in value]
+        for i, a in enumerate(arrays):
+            if a.dtype == bool or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+                raise TypeError(f"{name}: trial {i}: expected real numbers, got dtype {a.dtype}")
+        arrays = [a.astype(float) for a in arrays]
         if not arrays:
             raise ValueError(f"{name}: empty list of trials")
         if any(a.ndim != 2 for a in arrays):

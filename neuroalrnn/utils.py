@@ -53,13 +53,22 @@ def check_random_state(seed) -> np.random.Generator:
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or isinstance(seed, (int, np.integer)):
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))):
         return np.random.default_rng(seed)
     raise TypeError(f"seed: expected None, an int or a numpy Generator, got {type(seed).__name__}")
 
 
 def torch_generator(seed, device="cpu"):
-    """Return a seeded ``torch.Generator`` (``None`` seed gives a random one)."""
+    """Return a seeded ``torch.Generator`` (``None`` seed gives a random one).
+
+    ``seed`` is ``None``, an int, or a numpy Generator (which draws the torch seed).
+
+    Examples
+    --------
+    >>> import torch
+    >>> bool(torch.rand(2, generator=torch_generator(0)).equal(torch.rand(2, generator=torch_generator(0))))
+    True
+    """
     import torch
 
     gen = torch.Generator(device=device)

@@ -110,3 +110,14 @@ def test_loss_weight_is_checked():
         validate(ds.assign(loss_weight=(("trial", "time"), -np.ones((2, 3)))))
     with pytest.raises(ValueError, match="loss_weight: expected dims"):
         validate(ds.assign(loss_weight=(("time", "trial"), np.ones((3, 2)))))
+
+
+def test_from_arrays_refuses_non_numbers_and_bad_dt():
+    with pytest.raises(TypeError, match=r"activity: trial 1: expected real numbers, got dtype <U1"):
+        from_arrays(activity=[np.zeros((2, 1)), np.array([["a"]])])
+    with pytest.raises(TypeError, match=r"inputs: trial 0: expected real numbers, got dtype complex"):
+        from_arrays(inputs=[np.ones((2, 1)) * 1j])  # would silently drop the imaginary part
+    with pytest.raises(TypeError, match="dt: expected a positive number of seconds, got str"):
+        from_arrays(activity=np.zeros((2, 3, 1)), dt="0.1")
+    with pytest.raises(ValueError, match=r"attrs\['dt'\]: expected a positive finite number"):
+        from_arrays(activity=np.zeros((2, 3, 1)), dt=0.0)
