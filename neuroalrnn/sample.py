@@ -20,7 +20,13 @@ OBSERVATION = "sample_observation.npz"
 
 
 def sample_path(name: str = "recording") -> Path:
-    """Path of an embedded sample file (``"recording"`` or ``"lfp"``)."""
+    """Path of an embedded sample file (``"recording"`` or ``"lfp"``).
+
+    Examples
+    --------
+    >>> sample_path("lfp").name
+    'sample_lfp.nc'
+    """
     if name not in FILES:
         raise ValueError(f"name: expected one of {sorted(FILES)}, got {name!r}")
     path = SAMPLE_DIR / FILES[name]
@@ -33,11 +39,18 @@ def sample_path(name: str = "recording") -> Path:
 def load_sample(name: str = "recording") -> xr.Dataset:
     """Load an embedded sample TrialDataset.
 
+    Parameters
+    ----------
+    name : {"recording", "lfp"}
+        ``"recording"``: binned spike counts of 60 units with the task inputs,
+        targets and per-trial variables; ``"lfp"``: one LFP-like channel at 500 Hz
+        for the same trials.
+
     Examples
     --------
-    >>> ds = load_sample()                                    # doctest: +SKIP
-    >>> ds["activity"].dims                                   # doctest: +SKIP
-    ('trial', 'time', 'unit')
+    >>> ds = load_sample()
+    >>> ds["activity"].dims, ds.sizes["unit"]
+    (('trial', 'time', 'unit'), 60)
     """
     from neuroalrnn.io import load
 
@@ -53,7 +66,14 @@ def load_ground_truth():
         The network that generated the recording.
     readout : dict of numpy arrays
         ``gain`` (unit, latent) and ``offset`` (unit,): each unit's rate is
-        ``exp(offset + gain @ z)`` spikes per second.
+        ``exp(offset + gain @ z)`` spikes per second; ``latent`` (trial, time,
+        latent) holds the network's states on every trial (NaN-padded).
+
+    Examples
+    --------
+    >>> model, readout = load_ground_truth()
+    >>> readout["gain"].shape
+    (60, 16)
     """
     import numpy as np
 

@@ -37,6 +37,18 @@ def test_ground_truth_network_generated_the_recording():
 
 
 def test_sample_lfp():
+    from neuroalrnn.preprocess import band_power
+
     lfp = load_sample("lfp")
     neuroalrnn.validate(lfp)
     assert lfp.attrs["dt"] == 1 / 500 and lfp.sizes["unit"] == 1
+    # one LFP trial per recorded trial, covering the same span (25 samples per 50 ms bin)
+    rec = load_sample()
+    np.testing.assert_array_equal(lfp["trial"].values, rec["trial"].values)
+    for key in ("context", "session", "choice"):
+        np.testing.assert_array_equal(lfp[key].values, rec[key].values)
+    np.testing.assert_array_equal(lfp["mask"].sum("time").values, 25 * rec["mask"].sum("time").values)
+    # the bursty 20 Hz beta of the simulator stands out of the 1/f background
+    beta = band_power(lfp, (15, 25)).mean()
+    gamma = band_power(lfp, (35, 45)).mean()
+    assert beta > 5 * gamma
