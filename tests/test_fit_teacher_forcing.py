@@ -211,6 +211,10 @@ def test_bad_input(rng):
     dead[..., 1] = np.nan
     with pytest.raises(ValueError, match=r"channels \[1\]"):
         fit_teacher_forcing(ALRNN(8, 2), dead)
+    partly = x.copy()
+    partly[:3, :, 1] = np.nan  # channel 1 missing in some trials only
+    with pytest.raises(ValueError, match=r"activity: trial 0 .*channels \[1\]"):
+        fit_teacher_forcing(ALRNN(8, 2), partly)
     flat = x.copy()
     flat[..., 2] = 1.0
     with pytest.raises(ValueError, match="constant"):

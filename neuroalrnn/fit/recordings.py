@@ -40,6 +40,11 @@ def _as_dataset(data, inputs=None):
                          "drop them before fitting")
     ok = np.isfinite(x).all(axis=2)
     lengths = np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1))
+    if (lengths < 1).any():
+        i = int(np.argmin(lengths))
+        raise ValueError(f"activity: trial {i} has a NaN channel at its first step (channels "
+                         f"{np.flatnonzero(~np.isfinite(x[i, 0])).tolist()}); a trial ends at its first "
+                         "non-finite step, so every channel needs a value there")
     return from_arrays(activity=x, inputs=inputs, lengths=lengths.astype(int))
 
 
