@@ -124,3 +124,26 @@ def test_align_window_and_bad_input(ds):
         align(ds, "go", window=(1.0, 0.0))
     with pytest.raises(TypeError, match="align"):
         align(ds["activity"], "go")
+
+
+def test_align_refuses_an_event_past_the_trial_end():
+    ds = from_arrays(activity=[np.arange(5.0)[:, None], np.arange(3.0)[:, None]], dt=0.1,
+                     trial=np.array([7, 8]), trial_coords={"go": [0.1, 0.4]})
+    # trial 8 holds 3 steps (0.0-0.2 s): an event at 0.4 s lies in its NaN padding
+    with pytest.raises(ValueError, match=r"go: trial 8 has its event at 0\.4 s, outside the trial's "
+                                         r"recorded time \[0\.0, 0\.2"):
+        align(ds, "go")
+    out = align(ds.assign_coords(go=("trial", [0.1, 0.2])), "go")
+    assert out["activity"].sel(time=0.0, method="nearest").values[:, 0].tolist() == [1.0, 2.0]
+
+
+def test_boolean_dataarrays_are_matched_by_trial_label():
+    from neuroalrnn.preprocess import zscore
+
+    ds = from_arrays(activity=np.arange(6.0).reshape(3, 2, 1), trial=np.array([10, 11, 12]))
+    sel = xr.DataArray([True, False, False], dims="trial", coords={"trial": [12, 10, 11]})  # another order
+    assert select_trials(ds, sel)["trial"].values.tolist() == [12]
+    _, stats = zscore(ds, train=sel)
+    assert stats["mean"].values.tolist() == [4.5]  # trial 12 holds 4, 5
+    with pytest.raises(ValueError, match="selection: a DataArray on 'trial' must cover"):
+        select_trials(ds, sel.isel(trial=[0, 1]))

@@ -73,3 +73,15 @@ def trial_label(ds, i):
     """Readable label of trial index ``i`` (a plain Python value, for messages)."""
     value = ds["trial"].values[i]
     return value.item() if hasattr(value, "item") else value
+
+
+def by_trial(ds, values, name):
+    """``values`` in the dataset's trial order: a DataArray on ``trial`` is matched by label."""
+    if not isinstance(values, xr.DataArray):
+        return values
+    if values.dims == ("trial",) and "trial" in values.coords:
+        labels = ds["trial"].values
+        if not np.isin(labels, values["trial"].values).all():
+            raise ValueError(f"{name}: a DataArray on 'trial' must cover the dataset's trial labels")
+        return values.sel(trial=labels).values
+    return values.values

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 
-from ._common import as_dataset, get_dt, signal_names, trial_label, unwrap
+from ._common import as_dataset, by_trial, get_dt, signal_names, trial_label, unwrap
 
 __all__ = ["gaussian_smooth", "zscore", "resample"]
 
@@ -140,7 +140,9 @@ def _train_index(ds, train):
     n = ds.sizes["trial"]
     if train is None:
         return np.arange(n)
-    train = np.asarray(train.values if isinstance(train, xr.DataArray) else train)
+    if isinstance(train, xr.DataArray):  # a boolean DataArray on trial is matched by label
+        train = by_trial(ds, train, "train") if train.dtype == bool else train.values
+    train = np.asarray(train)
     if train.dtype == bool:
         if train.shape != (n,):
             raise ValueError(f"train: a boolean selection needs shape ({n},), got {train.shape}")

@@ -10,7 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from ..schema import validate
-from ._common import get_dt, signal_names, trial_label
+from ._common import by_trial, get_dt, signal_names, trial_label
 
 __all__ = ["select_trials", "condition_average", "align"]
 
@@ -23,6 +23,7 @@ def select_trials(ds: xr.Dataset, selection=None, **conditions) -> xr.Dataset:
     ds : xarray.Dataset
         TrialDataset.
     selection : array of bool (trial,) or boolean DataArray on ``trial``, optional
+        A DataArray with a ``trial`` coord is matched to the trials by label.
     **conditions
         ``coord=value`` keeps trials whose per-trial coord equals ``value``;
         ``coord=[v1, v2]`` keeps trials whose coord is any of the values.
@@ -41,7 +42,7 @@ def select_trials(ds: xr.Dataset, selection=None, **conditions) -> xr.Dataset:
     _check(ds, "select_trials")
     keep = np.ones(ds.sizes["trial"], dtype=bool)
     if selection is not None:
-        sel = np.asarray(selection.values if isinstance(selection, xr.DataArray) else selection)
+        sel = np.asarray(by_trial(ds, selection, "selection"))
         if sel.dtype != bool or sel.shape != keep.shape:
             raise ValueError(f"selection: expected a boolean array of shape {keep.shape} (one per trial), "
                              f"got dtype {sel.dtype} and shape {sel.shape}")
@@ -134,7 +135,8 @@ def align(ds: xr.Dataset, event: str, window: tuple[float, float] | None = None)
         Name of a per-trial coord holding each trial's event time in seconds
         relative to the current ``attrs['align_event']`` (the frame of ``time``).
         Times are rounded to the nearest step of ``dt``; the largest rounding
-        is stored in ``attrs['align_rounding']``.
+        is stored in ``attrs['align_rounding']``. Each event must fall on one of
+        its trial's valid steps.
     window : (t0, t1), optional
         Keep only steps with ``t0 <= time < t1`` (new frame); default keeps
         the union of all shifted trials.
@@ -167,11 +169,14 @@ def align(ds: xr.Dataset, event: str, window: tuple[float, float] | None = None)
     mask = ds["mask"].values
     shift = np.rint((times - time[0]) / dt).astype(np.int64)  # event step index in the old grid
     rounding = float(np.max(np.abs(time[0] + shift * dt - times))) if times.size else 0.0
-    outside = (shift < 0) | (shift >= time.size)
+    # the event must fall on one of the trial's own valid (recorded) steps
+    first = np.argmax(mask, axis=1)
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    outside = (shift < first) | (shift > last)
     if outside.any():
         i = int(np.argmax(outside))
         raise ValueError(f"{event}: trial {trial_label(ds, i)!r} has its event at {times[i]} s, outside "
-                         f"the recorded time [{time[0]}, {time[-1]}] s")
+                         f"the trial's recorded time [{time[first[i]]}, {time[last[i]]}] s")
     lo, hi = -shift.max(), time.size - 1 - shift.min()  # new step range, relative to the event step
     new_time = dt * np.arange(lo, hi + 1)
     n_new = new_time.size
