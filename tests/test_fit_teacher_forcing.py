@@ -189,6 +189,11 @@ def test_inputs_enter_through_C(rng):
     assert float(fitted.model.C[0, 0].detach()) == pytest.approx(1.0, abs=0.05)
     from neuroalrnn.analysis.dsr import n_step_prediction_error
     assert n_step_prediction_error(fitted, ds, n=3) < 0.01 * x.var()
+    # a free run is driven by the inputs of the steps after x0: s_2..s_T for T - 1 steps
+    run = fitted.free_run(x[:, 0], T - 1, s[:, 1:])
+    assert np.mean((run - x[:, 1:]) ** 2) < 0.01 * x.var()
+    with pytest.raises(ValueError, match=r"inputs: expected shape .*\(16, 39, 1\)"):
+        fitted.free_run(x[:, 0], T - 1, s)  # the whole trial's inputs: one step too many
 
 
 def test_bad_input(rng):

@@ -143,13 +143,17 @@ class ObservedALRNN(nn.Module):
     # -- running ---------------------------------------------------------------------------------
     @torch.no_grad()
     def latent_free_run(self, x0, n_steps: int, inputs=None) -> torch.Tensor:
-        """Latent states (batch, n_steps, M) after z_1 = init(x0) (raw units), driven by inputs."""
+        """Latent states (batch, n_steps, M) after z_1 = init(x0) (raw units), driven by inputs (batch, n_steps, K)."""
         x0 = self.normalize(x0)
         squeeze = x0.ndim == 1
         x0 = x0[None] if squeeze else x0
         s = None if inputs is None else self._tensor(inputs)
         if s is not None and s.ndim == 2:
             s = s[None]
+        want = (len(x0), int(n_steps), self.model.n_inputs)
+        if s is not None and tuple(s.shape) != want:
+            raise ValueError(f"inputs: expected shape (batch, n_steps, n_inputs) = {want} (the inputs of the "
+                             f"steps after x0), got {tuple(s.shape)}")
         z1 = self.observation.init_state(x0)
         m = self.model
         states = alrnn_scan(z1, self.drive(s, len(x0), n_steps).contiguous(), m.A, m.W, m.n_relu,
