@@ -17,7 +17,8 @@ SPIKES = {10: np.array([0.1, 0.6, 0.62, 0.95, 2.55, 2.9, 4.61, 6.1, 6.7, 7.2]),
           11: np.array([0.55, 2.45, 4.6, 4.65, 5.1, 6.52])}
 
 
-def write_nwb(path, starts=STARTS, stops=STOPS, stim=STIM, spikes=SPIKES, speed_rate=100.0, n_speed=800):
+def write_nwb(path, starts=STARTS, stops=STOPS, stim=STIM, spikes=SPIKES, speed_rate=100.0, n_speed=800,
+              speed=None):
     nwb = NWBFile(session_description="test session", identifier="nwb-test",
                   session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc), session_id="s1")
     nwb.add_trial_column("stim_on_time", "stimulus onset (s)")
@@ -33,7 +34,8 @@ def write_nwb(path, starts=STARTS, stops=STOPS, stim=STIM, spikes=SPIKES, speed_
     nwb.add_unit_column("quality", "sorting label")
     for k, (uid, times) in enumerate(spikes.items()):
         nwb.add_unit(spike_times=times, electrode_group=groups[k % 2], quality=["good", "mua"][k % 2], id=uid)
-    nwb.add_acquisition(TimeSeries(name="running_speed", data=np.arange(n_speed) / 100.0, unit="m/s",
+    speed = np.arange(n_speed) / 100.0 if speed is None else speed
+    nwb.add_acquisition(TimeSeries(name="running_speed", data=speed, unit="m/s",
                                    rate=speed_rate, starting_time=0.0))
     module = nwb.create_processing_module("behavior", "behaviour")
     pos = Position(name="Position")
@@ -172,3 +174,18 @@ def test_nwb_unit_locations_from_the_electrodes_table(tmp_path):
     assert ds["electrode_group"].values.tolist() == ["shank0", "shank0"]
     np.testing.assert_array_equal(ds["activity"].sel(unit=3).values, [[1, 1], [0, 1]])
     np.testing.assert_array_equal(ds["activity"].sel(unit=4).values, [[1, 0], [1, 0]])
+
+
+def test_nwb_nan_samples_count_as_missing(tmp_path):
+    # a dropout early in the session must not spread NaN into every later bin
+    speed = np.arange(800) / 100.0
+    speed[30:34] = np.nan  # 0.30-0.33 s, inside trial 0's first bin
+    ds = read_nwb(write_nwb(tmp_path / "s.nwb", speed=speed), bin_size=0.5, inputs="running_speed",
+                  behavior=[])
+    got = ds["inputs"].sel(input="running_speed").values
+    edges = STARTS[:, None] + 0.5 * np.arange(3)[None, :]
+    expect = edges + 0.245  # mean of the 50 samples t, t + 0.01, ... in each bin
+    expect[0, 0] = np.mean(np.r_[np.arange(30), np.arange(34, 50)] / 100.0)
+    mask = ds["mask"].values
+    np.testing.assert_allclose(got[mask], expect[mask])
+    assert ds["input"].values.tolist() == ["running_speed"]  # one name, not its characters

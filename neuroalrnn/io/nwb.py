@@ -48,7 +48,7 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
         (NaN). ``None`` keeps the whole window for every trial.
     output : {'counts', 'rates'}
         Spike counts per bin, or spikes/s.
-    activity : 'units' or sequence of str
+    activity : 'units', str or sequence of str
         ``'units'`` bins the units table; a list of TimeSeries names uses them instead.
     inputs : sequence of str
         TimeSeries that become ``inputs`` (e.g. a stimulus trace).
@@ -63,8 +63,9 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
 
     Notes
     -----
-    A TimeSeries is averaged over the samples inside each bin; a bin holding no
-    sample gets the linear interpolation at its centre. Events outside the
+    A TimeSeries is averaged over the finite samples inside each bin; a bin
+    holding none gets the linear interpolation at its centre (NaN samples,
+    such as tracking dropouts, count as missing). Events outside the
     recording (from the session start, 0 s, to the last spike or series
     sample), trials whose stop
     precedes their start, negative or unsorted spike times and series whose
@@ -91,6 +92,9 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
     except (OSError, KeyError) as err:
         raise ValueError(f"{path}: expected {FORMATS['nwb']}, but it cannot be read "
                          f"(truncated or corrupt?): {type(err).__name__}: {err}") from None
+    # a single series name is one name, not a sequence of characters
+    activity, inputs, behavior = ([v] if isinstance(v, str) and v != "units" else v
+                                  for v in (activity, inputs, behavior))
     return _build(contents, path, align_event, window, bin_size, stop_event, output, activity,
                   list(inputs), behavior)
 
@@ -342,14 +346,19 @@ def _resample(name, times, data, edges, lengths, ids):
         raise ValueError(f"{name}: samples cover {times[0]} s to {times[-1]} s, but trial {ids[i]}'s window "
                          f"needs {edges[i, 0]} s to {valid_end[i]} s (event outside this recording)")
     idx = np.searchsorted(times, edges.ravel(), side="left").reshape(edges.shape)
-    csum = np.vstack([np.zeros((1, data.shape[1])), np.cumsum(data, axis=0)])
+    finite = np.isfinite(data)  # NaN/inf samples (e.g. tracking dropouts) count as missing
+    csum = np.vstack([np.zeros((1, data.shape[1])), np.cumsum(np.where(finite, data, 0.0), axis=0)])
+    ccount = np.vstack([np.zeros((1, data.shape[1]), np.int64), np.cumsum(finite, axis=0)])
     sums = csum[idx[:, 1:]] - csum[idx[:, :-1]]
-    counts = (idx[:, 1:] - idx[:, :-1])[:, :, None]
+    counts = ccount[idx[:, 1:]] - ccount[idx[:, :-1]]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = sums / counts
     centres = 0.5 * (edges[:, 1:] + edges[:, :-1])
-    empty = counts[:, :, 0] == 0
-    if empty.any():
-        for c in range(data.shape[1]):
-            out[:, :, c][empty] = np.interp(centres[empty], times, data[:, c])
+    for c in range(data.shape[1]):
+        empty = counts[:, :, c] == 0
+        if empty.any():
+            ok = finite[:, c]
+            if ok.sum() < 2:
+                raise ValueError(f"{name}: needs at least 2 finite samples to resample, has {int(ok.sum())}")
+            out[:, :, c][empty] = np.interp(centres[empty], times[ok], data[ok, c])
     return out
