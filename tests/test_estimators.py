@@ -53,6 +53,10 @@ def test_sklearn_conventions(ds):
     assert "train_loss" in est.history_.columns
     out = est.predict(ds)
     assert out.shape == ds["targets"].shape and np.isnan(out[~ds["mask"].values]).all()
+    with torch.no_grad():  # the fitted model run directly on the (zero-padded) inputs
+        direct = est.model_(np.nan_to_num(ds["inputs"].values))[1].double().numpy()
+    valid = ds["mask"].values
+    np.testing.assert_allclose(out[valid], direct[valid], rtol=1e-5, atol=1e-6)
 
 
 def test_score_is_choice_accuracy(ds):
@@ -145,7 +149,10 @@ def test_teacher_forcing_estimator():
         return (est.observed_.predict_ahead(x0 * std + mean, n) - mean) / std
 
     assert est.score(x) == pytest.approx(-n_step_prediction_error(predictor, (x - mean) / std, n=3), rel=1e-6)
-    assert est.predict(x).shape == x.shape
+    pred = est.predict(x)
+    assert pred.shape == x.shape
+    np.testing.assert_array_equal(pred[:, 0], x[:, 0])  # step 0 is the observation itself
+    np.testing.assert_allclose(pred[:, 1:], est.observed_.free_run(x[:, 0], x.shape[1] - 1), rtol=1e-6)
     ds = from_arrays(activity=x, trial_coords={"session": np.repeat([0, 1, 2], 4)})
     X = Trials(ds)
     out = cross_validate(est, X, cv=GroupKFold(3), groups=X.groups("session"), error_score="raise")
