@@ -18,7 +18,6 @@ matching reader (NWB, MATLAB v5/v7.3, netCDF, NPZ, CSV)."""),
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -103,11 +102,15 @@ behaviour"""),
     ("md", """## 4. Preprocess and plot a PSTH
 
 Smooth the counts with a 40 ms Gaussian (within each trial's mask), convert to spikes/s, z-score with
-statistics from the first 30 trials only (the same `stats` would be applied to held-out trials), then
-average per context."""),
+statistics from the first 30 trials only and apply the same `stats` to the 10 held-out trials, then
+average the rates per context."""),
     ("code", """rates = preprocess.gaussian_smooth(session, sigma=0.04)
 rates["activity"] = rates["activity"] / rates.attrs["dt"]
-z, stats = preprocess.zscore(rates, train=np.arange(n_trials) < 30)
+rates.attrs["activity_units"] = "spikes/s"
+train = np.arange(n_trials) < 30
+z_train, stats = preprocess.zscore(rates, train=train)
+z_test, _ = preprocess.zscore(preprocess.select_trials(rates, ~train), stats=stats)  # held-out trials
+print("training-trial means per unit:", stats["mean"].values.round(1))
 psth = preprocess.condition_average(rates, "context").set_index(condition="context")
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=True)
