@@ -100,6 +100,13 @@ def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
     ``kind="task"``: arrays are inputs (trial, time, input) and ``y`` targets
     (trial, time, output). ``kind="activity"``: arrays are activity (trial, time, unit).
     Trials end where the array turns NaN.
+
+    Examples
+    --------
+    >>> x = np.ones((2, 4, 3))
+    >>> x[1, 2:] = np.nan                        # the second trial ends after 2 steps
+    >>> as_dataset(x, kind="activity")["mask"].values.sum(1).tolist()
+    [4, 2]
     """
     if isinstance(X, Trials):
         X = X.ds

@@ -228,7 +228,16 @@ class ALRNN(nn.Module):
         return out
 
     def readout(self, states: torch.Tensor) -> torch.Tensor:
-        """Linear readout ``B z + b`` of states (..., M) -> (..., O)."""
+        """Linear readout ``B z + b`` of states (..., M) -> (..., O).
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = ALRNN.from_params(A=[0.5, 0.5], W=torch.zeros(2, 2), h=[0.0, 0.0], B=[[1.0, -1.0]], n_relu=0,
+        ...                       dtype=torch.float32)
+        >>> m.readout(torch.tensor([3.0, 1.0])).tolist()
+        [2.0]
+        """
         return states @ self.B.T + self.b
 
     def forward(self, inputs, z0=None, *, force=None, alpha=None):
@@ -287,7 +296,13 @@ class ALRNN(nn.Module):
         return {n: getattr(self, n).detach().cpu().to(torch.float64).numpy().copy() for n in _PARAMS}
 
     def hyper_params(self) -> dict:
-        """The hyper-parameters that rebuild this architecture."""
+        """The hyper-parameters that rebuild this architecture.
+
+        Examples
+        --------
+        >>> ALRNN(5, 2, n_inputs=1, seed=0).hyper_params()
+        {'n_units': 5, 'n_relu': 2, 'n_inputs': 1, 'n_outputs': 0, 'init': 'reference'}
+        """
         return dict(n_units=self.n_units, n_relu=self.n_relu, n_inputs=self.n_inputs,
                     n_outputs=self.n_outputs, init=self.init)
 

@@ -99,7 +99,14 @@ class LinearObservation(nn.Module):
 
 
 def make_observation(kind: str, n_obs: int, model, *, seed=None) -> nn.Module:
-    """Build the observation model ``kind`` ('identity' or 'linear') for ``model``."""
+    """Build the observation model ``kind`` ('identity' or 'linear') for ``model``.
+
+    Examples
+    --------
+    >>> from neuroalrnn.model import ALRNN
+    >>> type(make_observation("linear", 10, ALRNN(4, 2, seed=0), seed=0)).__name__
+    'LinearObservation'
+    """
     dtype = model.A.dtype
     if kind == "identity":
         return IdentityObservation(n_obs, model.n_units, model.n_relu, seed=seed, dtype=dtype)

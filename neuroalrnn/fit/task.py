@@ -258,6 +258,15 @@ def model_choices(model: torch.nn.Module, ds: xr.Dataset) -> xr.DataArray:
     +1/-1 (the sign of the mean output over the response epoch) for one
     output, the argmax output index for several; a DataArray on ``trial``
     carrying the dataset's trial coords (for psychometric curves).
+
+    Examples
+    --------
+    >>> from neuroalrnn import ALRNN
+    >>> from neuroalrnn.tasks import stimulus_selection
+    >>> ds = stimulus_selection(6, seed=0)
+    >>> choice = model_choices(ALRNN(8, 2, n_inputs=5, n_outputs=1, seed=0), ds)
+    >>> choice.dims, set(choice.values.tolist()) <= {-1.0, 1.0}
+    (('trial',), True)
     """
     resp = _response_steps(ds)
     if resp is None:
