@@ -82,6 +82,8 @@ def test_activity_dense_ragged_and_column(tmp_path, rng):
     np.testing.assert_array_equal(ds2["activity"].values, ds["activity"].values)
     with pytest.raises(ValueError, match="dt: the time step"):
         from_table(df, activity="rates")
+    with pytest.raises(TypeError, match=r"activity: trial 1: expected real numbers, got dtype <U1"):
+        from_table(df.assign(rates=[trials[0], np.array([["a"]]), trials[2]]), activity="rates", dt=0.01)
 
 
 def test_spike_times_are_binned(tmp_path):

@@ -223,8 +223,8 @@ def _signal(columns, name):
                              f"(trials stacked along time), got shape {flat.shape}")
         return np.split(flat, np.cumsum(lengths)[:-1])
     value = np.asarray(value) if not (isinstance(value, np.ndarray) and value.dtype == object) else value
-    if value.dtype == object:  # a column of per-trial (time, feature) arrays
-        return [np.asarray(v, dtype=float) for v in value]
+    if value.dtype == object:  # a column of per-trial (time, feature) arrays; from_arrays checks them
+        return [np.asarray(v) for v in value]
     if value.ndim != 3:
         raise ValueError(f"{name}: expected a (trial, time, feature) array, a column of (time, feature) "
                          f"arrays, or a ragged array with {lengths_key}; got shape {value.shape}")
