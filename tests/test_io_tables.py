@@ -167,3 +167,13 @@ def test_per_trial_spike_lists_edge_cases():
     with pytest.raises(ValueError, match="stop_event: not supported with per-trial spike lists"):
         from_table(df.assign(stop=[0.2, 0.3]), spikes="spikes", window=(0.0, 0.4), bin_size=0.1,
                    stop_event="stop")
+
+
+def test_misnamed_columns_are_named(tmp_path):
+    np.savez(tmp_path / "t.npz", choice=np.array([1, 0]), rates=np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match=r"t\.npz: activity: no column 'rate'; the columns are \['choice', 'rates'\]"):
+        neuroalrnn.load(tmp_path / "t.npz", activity="rate", dt=0.1)
+    with pytest.raises(ValueError, match=r"session: no column 'day'"):
+        neuroalrnn.load(tmp_path / "t.npz", session="day")
+    with pytest.raises(ValueError, match=r"rates: expected a \(trial, time, feature\) array"):
+        from_table({"choice": np.array([1, 0]), "rates": np.zeros((2, 3))}, activity="rates", dt=0.1)
