@@ -1,8 +1,10 @@
 """Safe saving and loading of :class:`neuroalrnn.model.ALRNN` (safetensors, no pickle).
 
 The file holds the six parameter tensors; its metadata holds a format tag, the hyper-parameters
-and a SHA-256 checksum of the tensors, so that a file of another architecture or a tampered file
-is refused with a ``ValueError`` instead of loading silently wrong weights.
+and a SHA-256 checksum of the tensors and (from version 2 on) the hyper-parameters, so that a file
+of another architecture or an edited file is refused with a ``ValueError`` instead of loading
+silently wrong weights or a wrong number of ReLU units. Version 1 files (checksum of the tensors
+only) still load.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import os
 import torch
 
 FORMAT = "neuroalrnn.ALRNN"
-VERSION = "1"
+VERSION = "2"
+_READABLE = ("1", "2")
 _PARAMS = ("A", "W", "h", "C", "B", "b")
 
 
-def _checksum(tensors: dict) -> str:
+def _checksum(tensors: dict, hyper_params: str | None = None) -> str:
     digest = hashlib.sha256()
+    if hyper_params is not None:  # version 2: the stored hyper-parameters (JSON text) are covered too
+        digest.update(b"hyper_params:" + hyper_params.encode())
     for name in _PARAMS:
         t = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}:{str(t.dtype)}:{tuple(t.shape)}".encode())
@@ -34,8 +39,9 @@ def save_model(model, path: str | os.PathLike) -> None:
     from neuroalrnn.utils import atomic_write
 
     tensors = {n: getattr(model, n).detach().cpu().contiguous().clone() for n in _PARAMS}
-    meta = {"format": FORMAT, "version": VERSION, "hyper_params": json.dumps(model.hyper_params()),
-            "dtype": str(model.A.dtype).replace("torch.", ""), "sha256": _checksum(tensors)}
+    hp = json.dumps(model.hyper_params())
+    meta = {"format": FORMAT, "version": VERSION, "hyper_params": hp,
+            "dtype": str(model.A.dtype).replace("torch.", ""), "sha256": _checksum(tensors, hp)}
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -58,8 +64,8 @@ def load_model(path: str | os.PathLike, *, device="cpu", dtype=None):
     if meta.get("format") != FORMAT:
         raise ValueError(f"path: {os.fspath(path)!r} is not an ALRNN file "
                          f"(metadata 'format' is {meta.get('format')!r}, expected {FORMAT!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"path: unsupported ALRNN file version {meta.get('version')!r} (expected {VERSION!r})")
+    if meta.get("version") not in _READABLE:
+        raise ValueError(f"path: unsupported ALRNN file version {meta.get('version')!r} (expected one of {_READABLE})")
     if sorted(tensors) != sorted(_PARAMS):
         raise ValueError(f"path: expected tensors {sorted(_PARAMS)}, found {sorted(tensors)} (another architecture?)")
     try:
@@ -72,8 +78,10 @@ def load_model(path: str | os.PathLike, *, device="cpu", dtype=None):
         if tuple(tensors[name].shape) != shape:
             raise ValueError(f"path: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the stored "
                              f"hyper-parameters {hp} need {shape} (another architecture or a tampered file)")
-    if meta.get("sha256") != _checksum(tensors):
-        raise ValueError(f"path: checksum mismatch in {os.fspath(path)!r}: the weights were modified after saving")
+    covered = meta["hyper_params"] if meta["version"] != "1" else None
+    if meta.get("sha256") != _checksum(tensors, covered):
+        raise ValueError(f"path: checksum mismatch in {os.fspath(path)!r}: the weights or hyper-parameters "
+                         "were modified after saving")
     if dtype is None:
         dtype = tensors["A"].dtype
     model = ALRNN.from_params(**tensors, n_relu=P, device=device, dtype=dtype)

@@ -168,6 +168,15 @@ def test_load_refuses_tampered_and_foreign_files(tmp_path):
     save_file(tensors, tmp_path / "arch.safetensors", metadata=dict(meta, hyper_params=json.dumps({**hp, "n_units": 7})))
     with pytest.raises(ValueError, match="architecture"):
         load_model(tmp_path / "arch.safetensors")
+    # 4) hyper-parameters edited so that the shapes still fit (P = 2 -> 3): the checksum covers them
+    edited = dict(meta, hyper_params=json.dumps({**hp, "n_relu": 3}))
+    save_file(tensors, tmp_path / "p.safetensors", metadata=edited)
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(tmp_path / "p.safetensors")
+    # 5) version 1 files (checksum of the tensors only) still load
+    from neuroalrnn._model_io import _checksum
+    save_file(tensors, tmp_path / "v1.safetensors", metadata=dict(meta, version="1", sha256=_checksum(tensors)))
+    assert load_model(tmp_path / "v1.safetensors").n_relu == 2
     save_file({"weight": torch.zeros(3, 3)}, tmp_path / "foreign.safetensors")
     with pytest.raises(ValueError, match="not an ALRNN file"):
         load_model(tmp_path / "foreign.safetensors")
