@@ -194,8 +194,12 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
     if isinstance(groups, str):
         groups = Trials(data).groups(groups)
     folds = make_folds(data.sizes["trial"], cv, groups)
+    # the data's identity for stored results: the signals and every trial coord (e.g. correct_choice and
+    # response_onset, which the choice score reads), so relabelled trials are fitted anew
+    trial_coords = sorted(k for k, v in data.coords.items() if v.dims[:1] == ("trial",))
     data_key = _fingerprint(*[data[v].values for v in ("activity", "inputs", "targets", "loss_weight")
-                              if v in data.data_vars], data["trial"].values)
+                              if v in data.data_vars], *[data[k].values for k in trial_coords],
+                            np.asarray(trial_coords))
     tasks = []
     for name, est in estimators.items():
         params = {k: v for k, v in est.get_params().items() if k not in _NOT_IN_KEY and k != "seed"}

@@ -66,6 +66,10 @@ def test_resume_only_missing(ds, tmp_path, monkeypatch):
     calls.clear()  # changed hyper-parameters are new fits, not stale results
     compare(ds, {"P=2": dict(MODELS["P=2"], lr=0.02)}, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
     assert len(calls) == 3
+    calls.clear()  # relabelled trials (a trial coord the score reads) are new data, not stale results
+    relabelled = ds.assign_coords(correct_choice=-ds["correct_choice"])
+    compare(relabelled, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len(calls) == 3
 
 
 def test_summarize_matches_scipy():
