@@ -5,7 +5,8 @@ returns a JSON-serialisable dict of results. ``shared`` is one (possibly large) 
 every call reads, e.g. the dataset; on Dask it is scattered to the workers once.
 
 With a ``results_dir``, each finished task is written as it arrives to
-``<results_dir>/<key>.json`` (atomically), holding the task and its result. A rerun
+``<results_dir>/<key>.json`` (atomically; a key with characters other than letters, digits and
+``_.=+-`` gets them replaced and a short hash of the key appended), holding the task and its result. A rerun
 reads those files and only computes the tasks that are missing (or whose stored task
 differs), so an interrupted sweep resumes where it stopped. Only JSON is read back:
 nothing is unpickled.
@@ -16,6 +17,7 @@ worker held (``distributed.scheduler.allowed-failures`` times).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -217,6 +219,8 @@ def _default(obj):
 
 def _path(store, key):
     safe = re.sub(r"[^A-Za-z0-9_.=+-]", "_", key)
+    if safe != key:  # keep distinct keys apart ("a/b" and "a_b" would share a file and never resume)
+        safe += "-" + hashlib.sha1(key.encode()).hexdigest()[:8]
     return store / f"{safe}.json"
 
 

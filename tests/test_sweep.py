@@ -71,6 +71,16 @@ def test_resume_recomputes_only_missing(tmp_path):
     assert not [p for p in store.iterdir() if p.name.startswith(".")]
 
 
+def test_keys_that_sanitise_alike_get_their_own_files(tmp_path):
+    store, markers = tmp_path / "results", tmp_path / "m"
+    alike = [{"key": "m f0", "fold": 0, "seed": 0}, {"key": "m_f0", "fold": 0, "seed": 1}]  # " " -> "_"
+    run_tasks(make_fit(str(markers)), alike, shared={"offset": 10.0}, results_dir=store)
+    assert len(list(store.glob("*.json"))) == 2 and len(calls(markers)) == 2
+    again = run_tasks(make_fit(str(markers)), alike, shared={"offset": 10.0}, results_dir=store)
+    assert len(calls(markers)) == 2  # both resumed from their files
+    assert [r["score"] for r in again] == [expected(t) for t in alike]
+
+
 def test_bad_input(tmp_path):
     fit = make_fit(str(tmp_path / "m"))
     with pytest.raises(ValueError, match="unique 'key'"):
