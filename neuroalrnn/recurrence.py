@@ -26,6 +26,8 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 BACKENDS = ("auto", "numba", "rnn", "loop")
@@ -65,7 +67,7 @@ def _check(z0, drive, A, W, n_relu, force, alpha):
         raise ValueError(f"A: expected a vector of length {M}, got shape {tuple(A.shape)}")
     if tuple(W.shape) != (M, M):
         raise ValueError(f"W: expected shape ({M}, {M}), got {tuple(W.shape)}")
-    if isinstance(n_relu, bool) or not isinstance(n_relu, int) or not 0 <= n_relu <= M:
+    if isinstance(n_relu, bool) or not isinstance(n_relu, numbers.Integral) or not 0 <= n_relu <= M:
         raise ValueError(f"n_relu: expected an int in [0, {M}], got {n_relu!r}")
     dtypes = {x.dtype for x in (z0, drive, A, W)}
     if len(dtypes) != 1 or not drive.dtype.is_floating_point:
@@ -154,6 +156,7 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     [1.0, 1.5, 1.75]
     """
     alpha_bt = _check(z0, drive, A, W, n_relu, force, alpha)
+    n_relu = int(n_relu)  # numpy integers are accepted
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     M = A.shape[0]

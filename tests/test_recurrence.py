@@ -205,6 +205,13 @@ def test_numba_refuses_double_backward():
         gW.sum().backward()
 
 
+def test_numpy_integer_n_relu():
+    z0, drive, A, W, _, _ = _problem(2, None, torch.float64)
+    for backend in CPU_BACKENDS:
+        torch.testing.assert_close(alrnn_scan(z0, drive, A, W, np.int64(2), backend=backend),
+                                   alrnn_scan_reference(z0, drive, A, W, 2))
+
+
 def test_zero_steps():
     z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
     for backend in CPU_BACKENDS:
