@@ -112,6 +112,8 @@ def test_multitask():
     assert multitask(40, task_kwargs=kw, seed=1).identical(ds)
     with pytest.raises(ValueError, match="tasks"):
         multitask(5, tasks=["nope"])
+    with pytest.raises(ValueError, match="same dt"):
+        multitask(5, tasks=["addition", "flipflop"], task_kwargs={"addition": {"T": 10, "dt": 0.5}})
 
 
 def test_ideal_observer_on_a_recording_with_its_own_choice_coords():

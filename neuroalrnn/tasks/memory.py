@@ -241,6 +241,9 @@ def multitask(n_trials: int, tasks: Sequence[str] = ("addition", "copy", "flipfl
         pw = part["loss_weight"].values[i, :L]
         w[:, out_off[k]:out_off[k + 1]] = pw[:, None] if pw.ndim == 1 else pw
         inputs.append(x), targets.append(y), weights.append(w)
-    dt = float(parts[tasks[0]].attrs["dt"])
+    dts = {t: float(parts[t].attrs["dt"]) for t in tasks}
+    if len(set(dts.values())) > 1:
+        raise ValueError(f"task_kwargs: every task needs the same dt, got {dts}")
+    dt = dts[tasks[0]]
     return _build(inputs, targets, weights, dt=dt, input_names=in_names, output_names=out_names,
                   task="multitask", coords={"task": np.array(tasks)[which]}, attrs={"tasks": tasks})
