@@ -206,6 +206,8 @@ def test_bad_input(rng):
         fit_teacher_forcing(ALRNN(8, 2), x, tau=0)
     with pytest.raises(ValueError, match="n_steps"):
         fit_teacher_forcing(ALRNN(8, 2), x, n_steps=0)
+    with pytest.raises(ValueError, match="adapt_every"):
+        fit_teacher_forcing(ALRNN(8, 2), x, forcing="generalized", adapt_every=0)
     with pytest.raises(ValueError, match="alpha"):
         fit_teacher_forcing(ALRNN(8, 2), x, forcing="generalized", alpha=1.5)
     with pytest.raises(ValueError, match="alpha"):

@@ -140,6 +140,8 @@ class TeacherForcingObjective:
         if sequence_length is not None and (not isinstance(sequence_length, (int, np.integer))
                                             or sequence_length <= self.tau):
             raise ValueError(f"sequence_length: expected an integer > tau = {self.tau}, got {sequence_length!r}")
+        if isinstance(adapt_every, bool) or not isinstance(adapt_every, (int, np.integer)) or adapt_every < 1:
+            raise ValueError(f"adapt_every: expected a positive integer (training calls), got {adapt_every!r}")
         if not 0 < alpha_relax <= 1:
             raise ValueError(f"alpha_relax: expected a number in (0, 1], got {alpha_relax!r}")
         self.noise_std, self.sequence_length = float(noise_std), sequence_length
