@@ -115,6 +115,8 @@ def test_early_stopping_and_bad_input(tmp_path):
         train(model, mse, data, n_steps=0)
     with pytest.raises(ValueError, match="optimizer"):
         train(model, mse, data, optimizer="sgd")
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train(model, mse, data, checkpoint_every=0, progress=False)
     with pytest.raises(ValueError, match="share their first"):
         train(model, mse, {"x": data["x"], "y": data["y"][:3]})
     with pytest.raises(ValueError, match="select_metric"):

@@ -166,7 +166,9 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
         raise TypeError("objective: expected a callable objective(model, batch) -> loss")
     train, n_train = _check_data("train", train)
     val, _ = _check_data("val", val)
-    for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("eval_every", eval_every)):
+    checkpoint_every = eval_every if checkpoint_every is None else checkpoint_every
+    for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("eval_every", eval_every),
+                        ("checkpoint_every", checkpoint_every)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
@@ -186,7 +188,7 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     device = params[0].device
     batch_size = min(int(batch_size), n_train)
     per_epoch = n_train // batch_size
-    checkpoint_every = eval_every if checkpoint_every is None else int(checkpoint_every)
+    checkpoint_every = int(checkpoint_every)
     sign = 1.0 if select_mode == "min" else -1.0
 
     state = {"step": 0, "history": [], "best_step": None, "best_value": float("inf"), "bad_evals": 0,
