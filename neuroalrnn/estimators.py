@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
 
+from neuroalrnn.fit.recordings import _nan_lengths
 from neuroalrnn.model import _resolve_device
 from neuroalrnn.schema import from_arrays, validate
 
@@ -89,11 +90,6 @@ class Trials:
         return f"Trials(n_trials={len(self)}, variables={sorted(self.ds.data_vars)})"
 
 
-def _lengths(x):
-    ok = np.isfinite(x).all(axis=2)
-    return np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1)).astype(int)
-
-
 def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
     """A TrialDataset from ``X`` (TrialDataset, Trials or array) and optional targets ``y``.
 
@@ -120,7 +116,7 @@ def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
     x = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float)
     if x.ndim != 3:
         raise ValueError(f"X: expected a (trial, time, feature) array, got shape {x.shape}")
-    lengths = _lengths(x)
+    lengths = _nan_lengths(x)
     if (lengths < 1).any():
         raise ValueError(f"X: trial {int(np.argmin(lengths))} has no finite first step")
     if kind == "activity":

@@ -16,6 +16,12 @@ from ..recurrence import alrnn_scan
 __all__ = ["zscore_stats", "to_tensors", "make_evaluate", "METRICS"]
 
 
+def _nan_lengths(x: np.ndarray) -> np.ndarray:
+    """Trial lengths of a NaN-padded (trial, time, feature) array: steps before the first non-finite one."""
+    ok = np.isfinite(x).all(axis=2)
+    return np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1)).astype(int)
+
+
 def _as_dataset(data, inputs=None):
     """A TrialDataset from a TrialDataset or a NaN-padded (trial, time, N) array."""
     from ..schema import from_arrays, validate
@@ -38,14 +44,13 @@ def _as_dataset(data, inputs=None):
     if dead.any():
         raise ValueError(f"activity: channels {np.flatnonzero(dead).tolist()} (unit) are NaN everywhere; "
                          "drop them before fitting")
-    ok = np.isfinite(x).all(axis=2)
-    lengths = np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1))
+    lengths = _nan_lengths(x)
     if (lengths < 1).any():
         i = int(np.argmin(lengths))
         raise ValueError(f"activity: trial {i} has a NaN channel at its first step (channels "
                          f"{np.flatnonzero(~np.isfinite(x[i, 0])).tolist()}); a trial ends at its first "
                          "non-finite step, so every channel needs a value there")
-    return from_arrays(activity=x, inputs=inputs, lengths=lengths.astype(int))
+    return from_arrays(activity=x, inputs=inputs, lengths=lengths)
 
 
 def zscore_stats(ds) -> tuple[np.ndarray, np.ndarray]:
