@@ -123,7 +123,7 @@ def make_sample(out_dir: Path = HERE, seed: int = SEED) -> None:
     recording["activity"] = recording["activity"].where(recording["mask"])
     recording = recording.assign_attrs(
         source="neuroalrnn data/make_sample.py (synthetic; ground truth in sample_ground_truth.safetensors)",
-        activity_units="spike counts per bin", align_event="trial_start", seed=seed)
+        activity_units="spikes/bin", align_event="trial_start", seed=seed)
     validate(recording)
 
     signal = lfp(task, states, rng)
