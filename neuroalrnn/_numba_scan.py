@@ -20,27 +20,39 @@ from numba import njit
 from torch.autograd.function import once_differentiable
 
 
+@njit(cache=True, inline="always")
+def _mix_forcing(prev, force, alpha, t):  # pragma: no cover - compiled
+    """prev[:, :N] <- (1 - alpha_t) prev + alpha_t force_t, in place (the forced previous state)."""
+    N = force.shape[2]
+    for b in range(prev.shape[0]):
+        a = alpha[b, t]
+        if a != 0:
+            for i in range(N):
+                prev[b, i] = (1 - a) * prev[b, i] + a * force[b, t, i]
+
+
+@njit(cache=True, inline="always")
+def _phi_row(prev, phi, b, n_lin):  # pragma: no cover - compiled
+    """phi[b] <- identity on the first n_lin units, ReLU on the rest."""
+    for i in range(n_lin):
+        phi[b, i] = prev[b, i]
+    for i in range(n_lin, prev.shape[1]):
+        v = prev[b, i]
+        phi[b, i] = v if v > 0 else 0
+
+
 @njit(cache=True)
 def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
     B, T, M = drive.shape
-    N = force.shape[2]
     out = np.empty((B, T, M), dtype=drive.dtype)
     prev = z0.copy()
     phi = np.empty((B, M), dtype=drive.dtype)
     tmp = np.empty((B, M), dtype=drive.dtype)
     for t in range(T):
         if has_force:
-            for b in range(B):
-                a = alpha[b, t]
-                if a != 0:
-                    for i in range(N):
-                        prev[b, i] = (1 - a) * prev[b, i] + a * force[b, t, i]
+            _mix_forcing(prev, force, alpha, t)
         for b in range(B):
-            for i in range(n_lin):
-                phi[b, i] = prev[b, i]
-            for i in range(n_lin, M):
-                v = prev[b, i]
-                phi[b, i] = v if v > 0 else 0
+            _phi_row(prev, phi, b, n_lin)
         np.dot(phi, WT, tmp)
         for b in range(B):
             for i in range(M):
@@ -77,17 +89,9 @@ def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force):  # pragma: n
                 raw[b, i] = r
                 prev[b, i] = r
         if has_force:  # recompute the forced previous state
-            for b in range(B):
-                a = alpha[b, t]
-                if a != 0:
-                    for i in range(N):
-                        prev[b, i] = (1 - a) * prev[b, i] + a * force[b, t, i]
+            _mix_forcing(prev, force, alpha, t)
         for b in range(B):
-            for i in range(n_lin):
-                ph[b, i] = prev[b, i]
-            for i in range(n_lin, M):
-                v = prev[b, i]
-                ph[b, i] = v if v > 0 else 0
+            _phi_row(prev, ph, b, n_lin)
             for i in range(M):
                 dA[i] += lt[b, i] * prev[b, i]
         np.dot(lt, W, tmp)       # W^T lambda, per trial
