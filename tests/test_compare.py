@@ -42,17 +42,22 @@ def test_layout_and_known_scores(ds, serial):
     assert float(serial["score"].sel(model="P=2", fold=1, seed=1)) == est.score(Trials(ds)[test])
 
 
-def test_resume_only_missing(ds, tmp_path, monkeypatch):
+
+def _record_fits(monkeypatch, what):
+    """Wrap compare's per-fit function; returns the list of ``what(task, shared)`` of each fit run."""
     import neuroalrnn.compare as cmp
 
-    calls = []
-    real = cmp._fit_score
+    seen, real = [], cmp._fit_score
 
-    def counting(task, shared):
-        calls.append(task["key"])
+    def spy(task, shared):
+        seen.append(what(task, shared))
         return real(task, shared)
 
-    monkeypatch.setattr(cmp, "_fit_score", counting)
+    monkeypatch.setattr(cmp, "_fit_score", spy)
+    return seen
+
+def test_resume_only_missing(ds, tmp_path, monkeypatch):
+    calls = _record_fits(monkeypatch, lambda task, shared: task["key"])
     models = {"P=2": MODELS["P=2"]}
     first = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
     assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 3
@@ -146,16 +151,7 @@ def test_unreachable_scheduler(ds):
 
 
 def test_device_override_is_passed_and_not_part_of_the_key(ds, tmp_path, monkeypatch):
-    import neuroalrnn.compare as cmp
-
-    seen = []
-    real = cmp._fit_score
-
-    def spy(task, shared):
-        seen.append(shared["device"])
-        return real(task, shared)
-
-    monkeypatch.setattr(cmp, "_fit_score", spy)
+    seen = _record_fits(monkeypatch, lambda task, shared: shared["device"])
     first = compare(ds, {"a": TINY}, cv=2, device="auto", results_dir=tmp_path)  # "auto": CPU here
     assert seen == ["auto", "auto"]
     second = compare(ds, {"a": TINY}, cv=2, device="cpu", results_dir=tmp_path)

@@ -18,6 +18,11 @@ def run_notebook(path: Path, timeout: int = 300):
     return nb
 
 
+def _images(nb) -> int:
+    """Number of PNG figures among the executed notebook's outputs."""
+    return sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+
+
 def _outputs(nb):
     return "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []))
@@ -27,8 +32,7 @@ def test_01_loading_data():
     nb = run_notebook(TUTORIALS / "01_loading_data.ipynb")
     text = _outputs(nb)
     assert "round trip identical" in text
-    assert any(out.get("data", {}).get("image/png") for cell in nb.cells
-               for out in cell.get("outputs", []))  # the PSTH figure was drawn
+    assert _images(nb) >= 1  # the PSTH figure was drawn
 
 
 @pytest.mark.slow
@@ -37,7 +41,7 @@ def test_02_stimulus_selection(monkeypatch):
     nb = run_notebook(TUTORIALS / "02_stimulus_selection.ipynb")
     text = _outputs(nb)
     assert "ideal observer: overall" in text and "held-out accuracy per P" in text
-    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    images = _images(nb)
     assert images >= 3  # a trial, accuracy against P, psychometric curves
 
 
@@ -49,8 +53,7 @@ def test_05_cross_validated_comparison(monkeypatch):
     assert "held-out accuracy per model" in text and "P=2 - P=0" in text
     assert "rerun identical: True" in text
     assert "Dask results identical to the local run: True" in text
-    assert any(out.get("data", {}).get("image/png") for cell in nb.cells
-               for out in cell.get("outputs", []))  # accuracy against P
+    assert _images(nb) >= 1  # accuracy against P
 
 
 @pytest.mark.slow  # ~20 s: two small teacher-forcing fits
@@ -61,7 +64,7 @@ def test_03_teacher_forcing(monkeypatch):
     assert "20-step prediction error on test trials: fitted" in text and "ground truth" in text
     assert "D_stsp (3 PCs)" in text
     shared = TUTORIALS.parents[1] / "shared" / "data" / "koppe2014_fmri" / "NBKO_PLRNN_dataset.mat"
-    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    images = _images(nb)
     if shared.exists():
         assert "subject 6, held-out segment: 5-step prediction error" in text
         assert images >= 2  # sample free runs, fMRI free run
@@ -82,5 +85,5 @@ def test_04_dynamics_and_geometry(monkeypatch):
     assert "slowest |lambda|" in text and "real fixed point(s) in region(s)" in text
     assert "cross-validated similarity with the recorded units" in text
     assert "P(choice=+1) at the strongest" in text
-    images = sum(bool(out.get("data", {}).get("image/png")) for cell in nb.cells for out in cell.get("outputs", []))
+    images = _images(nb)
     assert images >= 6  # region raster, fixed points, TDR (model x2, recording), psychometric curves
