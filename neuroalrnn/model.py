@@ -121,8 +121,10 @@ class ALRNN(nn.Module):
         """Build a model from plain arrays (numpy or torch; copied, never shared).
 
         ``A`` is the diagonal (M,) (a diagonal (M, M) matrix is accepted); ``C`` (M, K) and ``B``
-        (O, M) default to empty; ``b`` defaults to zeros. ``dtype`` defaults to float32, or float64
-        when ``A`` is float64.
+        (O, M) default to empty; ``b`` defaults to zeros. ``dtype`` defaults to the floating dtype
+        shared by the numpy/torch arrays given; Python lists, scalars and integer arrays carry no
+        precision and give ``torch.get_default_dtype()`` (float32). Floating arrays of different
+        dtypes (say float64 ``A`` and float32 ``W``) raise ``TypeError`` unless ``dtype`` is given.
 
         Examples
         --------
@@ -130,21 +132,32 @@ class ALRNN(nn.Module):
         >>> m = ALRNN.from_params(A=np.full(2, 0.5), W=np.zeros((2, 2)), h=np.ones(2), n_relu=1)
         >>> m.simulate(np.zeros((1, 2)), n_steps=2)[0, :, 0].tolist()
         [1.0, 1.5]
+        >>> ALRNN.from_params(A=[0.5], W=[[0.0]], h=[0.0], n_relu=0).A.dtype
+        torch.float32
         """
-        arrays = {}
+        arrays, given = {}, {}
         for name, x in dict(A=A, W=W, h=h, C=C, B=B, b=b).items():
             if x is None:
                 continue
             if not isinstance(x, (np.ndarray, torch.Tensor, list, tuple, float, int)):
                 raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
             t = x.detach().cpu().clone() if isinstance(x, torch.Tensor) else torch.as_tensor(np.array(x, dtype=float))
+            if isinstance(x, torch.Tensor) and x.dtype.is_floating_point:
+                given[name] = x.dtype
+            elif isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+                given[name] = torch.from_numpy(np.empty(0, x.dtype)).dtype
             if not t.dtype.is_floating_point:
                 t = t.to(torch.float64)
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name}: contains NaN or inf")
             arrays[name] = t
         if dtype is None:
-            dtype = torch.float64 if arrays["A"].dtype == torch.float64 else torch.float32
+            dtypes = set(given.values())
+            if len(dtypes) > 1:
+                found = ", ".join(f"{k}: {v}" for k, v in given.items())
+                raise TypeError(f"dtype: the arrays have different floating dtypes ({found}); pass dtype= "
+                                "(torch.float32 or torch.float64) or give arrays of one dtype")
+            dtype = dtypes.pop() if dtypes else torch.get_default_dtype()
         A = arrays["A"]
         if A.ndim == 2 and A.shape[0] == A.shape[1]:
             if bool((A - torch.diag(torch.diagonal(A))).abs().max() > 0):
@@ -206,6 +219,12 @@ class ALRNN(nn.Module):
             raise ValueError(f"z0: expected shape {want}, got {tuple(z.shape)}")
         return z
 
+    def _check_dtype(self, name, x):
+        """Raise a TypeError naming ``name`` when tensor ``x`` is not of the model's dtype."""
+        if isinstance(x, torch.Tensor) and x.dtype != self.A.dtype:
+            raise TypeError(f"{name}: expected dtype {self.A.dtype} (the model's parameters), got {x.dtype}; "
+                            f"convert with .to({self.A.dtype}) or build the model with dtype={x.dtype}")
+
     def drive(self, inputs: torch.Tensor | None, batch: int, n_steps: int) -> torch.Tensor:
         """``h + C s_t`` as a (batch, T, M) tensor (``inputs`` already checked, or None)."""
         if inputs is None or self.n_inputs == 0:
@@ -215,6 +234,8 @@ class ALRNN(nn.Module):
     def step(self, z: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         """One application of the map to states ``z`` (..., M), with inputs ``s`` (..., K) if given.
 
+        ``z`` and ``s`` must be tensors of the model's dtype (``TypeError`` naming them otherwise).
+
         Examples
         --------
         >>> import torch
@@ -222,13 +243,15 @@ class ALRNN(nn.Module):
         >>> m.step(torch.tensor([[2.0]])).item()
         2.0
         """
+        self._check_dtype("z", z)
+        self._check_dtype("s", s)
         out = self.A * z + _phi(z, self.n_units - self.n_relu) @ self.W.T + self.h
         if s is not None and self.n_inputs:
             out = out + s @ self.C.T
         return out
 
     def readout(self, states: torch.Tensor) -> torch.Tensor:
-        """Linear readout ``B z + b`` of states (..., M) -> (..., O).
+        """Linear readout ``B z + b`` of states (..., M) -> (..., O), ``states`` of the model's dtype.
 
         Examples
         --------
@@ -238,6 +261,7 @@ class ALRNN(nn.Module):
         >>> m.readout(torch.tensor([3.0, 1.0])).tolist()
         [2.0]
         """
+        self._check_dtype("states", states)
         return states @ self.B.T + self.b
 
     def forward(self, inputs, z0=None, *, force=None, alpha=None):
@@ -245,7 +269,8 @@ class ALRNN(nn.Module):
 
         Returns ``(states (B, T, M), outputs (B, T, O))`` for steps 1..T. ``force``/``alpha`` are passed
         to :func:`neuroalrnn.recurrence.alrnn_scan` (teacher forcing of the first N units), with the
-        model's ``backend``.
+        model's ``backend``. ``inputs`` and ``z0`` (tensors, numpy arrays or lists) are converted to the
+        model's dtype; ``force`` must already have it.
 
         Examples
         --------

@@ -230,3 +230,36 @@ def test_numpy_inputs_and_device_auto():
     assert m.A.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     states, y = m(np.zeros((2, 3, 2)))
     assert states.shape == (2, 3, 4) and y.shape == (2, 3, 1)
+
+
+def test_from_params_dtype_follows_the_arrays():
+    """Lists/scalars give torch's default dtype; floating arrays keep theirs; mixed ones need dtype=."""
+    lists = ALRNN.from_params(A=[0.5, 0.5], W=[[0, 0], [0, 0]], h=[0.0, 1.0], C=[[1.0], [1.0]],
+                              B=[[1.0, 1.0]], n_relu=1)
+    assert lists.A.dtype == torch.get_default_dtype() == torch.float32
+    x = torch.ones(2, 3, 1)  # float32, as the task generators / fit give
+    states, y = lists(x)
+    assert states.dtype == y.dtype == torch.float32
+    np.testing.assert_allclose(lists.readout(lists.step(torch.zeros(1, 2), x[:1, 0])).detach().numpy(), [[3.0]])
+    assert ALRNN.from_params(A=np.array([1, 0]), W=np.zeros((2, 2), np.float32), h=[0, 0],
+                             n_relu=0).A.dtype == torch.float32  # int arrays carry no precision
+    assert ALRNN.from_params(A=np.zeros(2), W=torch.zeros(2, 2, dtype=torch.float64), h=[0.0, 0.0],
+                             n_relu=0).A.dtype == torch.float64
+    with pytest.raises(TypeError, match=r"dtype.*A: torch.float64.*W: torch.float32"):
+        ALRNN.from_params(A=np.zeros(2), W=np.zeros((2, 2), np.float32), h=[0.0, 0.0], n_relu=0)
+    mixed = ALRNN.from_params(A=np.zeros(2), W=np.zeros((2, 2), np.float32), h=[0.0, 0.0], n_relu=0,
+                              dtype=torch.float64)
+    assert mixed.W.dtype == torch.float64
+
+
+def test_step_and_readout_name_a_dtype_mismatch():
+    m = _model(dtype=torch.float64)
+    z32, s32 = torch.zeros(2, 6), torch.zeros(2, 3)
+    with pytest.raises(TypeError, match=r"z: expected dtype torch.float64.*got torch.float32"):
+        m.step(z32)
+    with pytest.raises(TypeError, match=r"s: expected dtype torch.float64.*got torch.float32"):
+        m.step(z32.double(), s32)
+    with pytest.raises(TypeError, match=r"states: expected dtype torch.float64.*got torch.float32"):
+        m.readout(z32)
+    states, _ = m(torch.zeros(2, 4, 3))  # forward converts its inputs to the model's dtype
+    assert states.dtype == torch.float64
