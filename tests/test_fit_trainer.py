@@ -125,3 +125,28 @@ def test_early_stopping_and_bad_input(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="checkpoint"):
         train(model, mse, data, checkpoint=bad, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"lr": "x"}, TypeError, "lr: expected a number, got str"),
+    ({"lr": None}, TypeError, "lr: expected a number"),
+    ({"lr": float("nan")}, ValueError, "lr: expected a finite number > 0"),
+    ({"lr_decay": "x"}, TypeError, "lr_decay: expected a number"),
+    ({"lr_decay": 1.5}, ValueError, "lr_decay: expected a finite number > 0 and <= 1"),
+    ({"weight_decay": "x"}, TypeError, "weight_decay: expected a number"),
+    ({"weight_decay": -1.0}, ValueError, "weight_decay: expected a finite number >= 0"),
+    ({"clip_grad_norm": "x"}, TypeError, "clip_grad_norm: expected None or a number"),
+    ({"clip_grad_norm": -1.0}, ValueError, "clip_grad_norm: expected a finite number > 0"),
+    ({"clip_grad_norm": float("nan")}, ValueError, "clip_grad_norm"),
+    ({"seed": "x"}, TypeError, "seed: expected an int"),
+    ({"seed": None}, TypeError, "seed: expected an int"),
+    ({"patience": True}, ValueError, "patience"),
+])
+def test_bad_hyper_parameters_are_named(kwargs, error, message):
+    model = torch.nn.Linear(3, 1)
+    data = {"x": torch.randn(8, 3), "y": torch.randn(8, 1)}
+    mse = lambda m, b: ((m(b["x"]) - b["y"]) ** 2).mean()  # noqa: E731
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(error, match=message):
+        train(model, mse, data, n_steps=2, progress=False, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # rejected before any step

@@ -124,3 +124,23 @@ def test_ideal_observer_on_a_recording_with_its_own_choice_coords():
     result = ideal_observer(ds)
     assert 0.6 < float(result["overall"]) < 0.8
     assert result["choice"].dims == ("trial",)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"dt": "x"}, TypeError, "dt: expected a positive number of seconds, got str"),
+    ({"dt": None}, TypeError, "dt: expected a positive number"),
+    ({"dt": True}, TypeError, "dt: expected a positive number"),
+    ({"dt": 0.0}, ValueError, "dt: expected a positive number"),
+    ({"noise": "x"}, TypeError, "noise: expected a non-negative number"),
+    ({"fixation_weight": "x"}, TypeError, "fixation_weight: expected a non-negative number"),
+    ({"fixation_weight": float("nan")}, ValueError, "fixation_weight: expected a non-negative number"),
+    ({"coherences": "x"}, TypeError, "coherences: expected a non-empty list of non-negative numbers"),
+    ({"coherences": [0.1, "a"]}, TypeError, "coherences: expected a non-empty list"),
+    ({"coherences": []}, ValueError, "coherences: expected a non-empty list"),
+    ({"timing": "x"}, TypeError, "timing: expected a mapping"),
+    ({"timing": {"cue": "x"}}, TypeError, r"timing\['cue'\]: expected seconds or a \(low, high\) pair"),
+    ({"timing": {"cue": None}}, TypeError, r"timing\['cue'\]: expected seconds"),
+])
+def test_stimulus_selection_names_bad_numbers(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        stimulus_selection(4, seed=0, **kwargs)

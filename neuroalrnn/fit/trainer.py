@@ -79,6 +79,22 @@ def _check_data(name, data):
     return dict(data), n
 
 
+def _number(name, value, low=None, high=None, *, open_low=False, optional=False):
+    """``value`` as a finite float in [low, high] ((low, high] with ``open_low``), else an error naming ``name``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        none = "None or " if optional else ""
+        raise TypeError(f"{name}: expected {none}a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and (low is None or value > low or (value == low and not open_low))
+            and (high is None or value <= high)):
+        bounds = [] if low is None else [f"{'>' if open_low else '>='} {low}"]
+        bounds += [] if high is None else [f"<= {high}"]
+        raise ValueError(f"{name}: expected a finite number {' and '.join(bounds)}".rstrip() + f", got {value!r}")
+    return value
+
+
 def _permutation(seed, epoch, n):
     gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + epoch) % (2**63))
     return torch.randperm(n, generator=gen)
@@ -171,12 +187,17 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
                         ("checkpoint_every", checkpoint_every)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, np.integer))
+                                 or patience < 1):
         raise ValueError(f"patience: expected None or a positive integer, got {patience!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
     if select_mode not in ("min", "max"):
         raise ValueError(f"select_mode: expected 'min' or 'max', got {select_mode!r}")
-    if not (lr > 0 and 0 < lr_decay <= 1):
-        raise ValueError(f"lr, lr_decay: expected lr > 0 and 0 < lr_decay <= 1, got {lr!r}, {lr_decay!r}")
+    lr = _number("lr", lr, 0, open_low=True)
+    lr_decay = _number("lr_decay", lr_decay, 0, 1, open_low=True)
+    weight_decay = _number("weight_decay", weight_decay, 0)
+    clip_grad_norm = _number("clip_grad_norm", clip_grad_norm, 0, open_low=True, optional=True)
     opts = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
     if optimizer not in opts:
         raise ValueError(f"optimizer: expected one of {sorted(opts)}, got {optimizer!r}")

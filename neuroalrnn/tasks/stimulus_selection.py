@@ -82,15 +82,12 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     (5, ['color', 'motion'])
     """
     n_trials = _int("n_trials", n_trials)
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt: expected a positive number of seconds, got {dt!r}")
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise: expected a non-negative number, got {noise!r}")
+    dt = float(_numbers("dt", dt, "a positive number of seconds", positive=True))
+    noise = float(_numbers("noise", noise, "a non-negative number"))
+    fixation_weight = float(_numbers("fixation_weight", fixation_weight, "a non-negative number"))
     if cue_until not in _CUE_UNTIL:
         raise ValueError(f"cue_until: expected one of {_CUE_UNTIL}, got {cue_until!r}")
-    coh = np.asarray(coherences, dtype=float)
-    if coh.ndim != 1 or coh.size == 0 or (coh < 0).any() or not np.isfinite(coh).all():
-        raise ValueError(f"coherences: expected a non-empty list of non-negative numbers, got {coherences!r}")
+    coh = _numbers("coherences", coherences, "a non-empty list of non-negative numbers", ndim=1)
     rng = check_random_state(seed)
     steps = _draw_steps(timing, dt, n_trials, rng)
 
@@ -135,15 +132,33 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     return ds.assign(loss_weight=(("trial", "time"), lw))
 
 
+def _numbers(name, value, expected, *, positive=False, ndim=0):
+    """``value`` as finite float(s) >= 0 (> 0 if ``positive``) of ``ndim`` dims (1: non-empty), else an
+    error naming ``name``: TypeError for non-numbers, ValueError for numbers out of range."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+    arr = arr.astype(float)
+    if arr.ndim != ndim or not arr.size or not np.isfinite(arr).all() or (arr < 0).any() \
+            or (positive and (arr == 0).any()):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return arr
+
+
 def _draw_steps(timing, dt, n_trials, rng):
     """Epoch lengths in steps, shape (5, n_trials)."""
+    if timing is not None and not isinstance(timing, Mapping):
+        raise TypeError(f"timing: expected a mapping of epoch durations in seconds, got {type(timing).__name__}")
     timing = dict(DEFAULT_TIMING, **(timing or {}))
     unknown = set(timing) - set(DEFAULT_TIMING)
     if unknown:
         raise ValueError(f"timing: unknown epochs {sorted(unknown)}; expected keys {list(DEFAULT_TIMING)}")
     out = []
     for name in DEFAULT_TIMING:
-        value = np.asarray(timing[name], dtype=float)
+        value = np.asarray(timing[name])
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"timing[{name!r}]: expected seconds or a (low, high) pair, got {timing[name]!r}")
+        value = value.astype(float)
         if value.shape == ():
             secs = np.full(n_trials, float(value))
         elif value.shape == (2,) and value[0] <= value[1]:
