@@ -121,3 +121,19 @@ def test_netcdf_takes_no_options(tmp_path, ragged_ds):
     ragged_ds.to_netcdf(tmp_path / "d.nc")
     with pytest.raises(TypeError, match="no reader options"):
         neuroalrnn.load(tmp_path / "d.nc", bin_size=0.1)
+
+
+def test_one_column_csv_is_a_csv(tmp_path):
+    """A one-column table has no commas; it is still a CSV (the sniffer used to call it unrecognised)."""
+    import pandas as pd
+
+    pd.DataFrame({"rt": [0.3, np.nan, 0.5]}).to_csv(tmp_path / "rt.csv", index=False)
+    (tmp_path / "choice.txt").write_text("choice\r\n1\r\n-1\r\n1\r\n")  # Windows line ends, other extension
+    assert sniff(tmp_path / "rt.csv") == sniff(tmp_path / "choice.txt") == "csv"
+    rt = neuroalrnn.load(tmp_path / "rt.csv")
+    assert rt.sizes["trial"] == 3
+    np.testing.assert_array_equal(rt["rt"].values, [0.3, np.nan, 0.5])
+    assert neuroalrnn.load(tmp_path / "choice.txt", format="csv")["choice"].values.tolist() == [1, -1, 1]
+    (tmp_path / "ctrl.csv").write_bytes(b"rt\n0.3\x01\x02\n")  # text-like but with control bytes
+    with pytest.raises(ValueError, match=r"ctrl\.csv: unrecognised file content"):
+        neuroalrnn.load(tmp_path / "ctrl.csv")

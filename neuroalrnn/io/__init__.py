@@ -11,7 +11,7 @@ MATLAB v5    ``MATLAB 5.0 MAT-file`` header          :func:`read_mat`
 MATLAB v7.3  ``MATLAB 7.3`` header / HDF5 + #refs#   :func:`read_mat`
 netCDF       ``CDF`` header / HDF5 with netCDF attrs :func:`read_netcdf`
 NPZ          zip (``PK``) archive                    :func:`read_table`
-CSV          text with commas or tabs                :func:`read_table`
+CSV          UTF-8 text (delimited, or one column)   :func:`read_table`
 ============ ======================================= ==========================
 
 Every reader returns a validated dataset held fully in memory (no file handle

@@ -109,6 +109,7 @@ def _has_matlab_class(path):
 
 
 def _looks_like_text(head: bytes) -> bool:
+    """UTF-8 text without control bytes, with commas/tabs or at least two lines (a one-column CSV)."""
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -117,4 +118,7 @@ def _looks_like_text(head: bytes) -> bool:
             text = head[:-4].decode("utf-8")
         except UnicodeDecodeError:
             return False
-    return "\x00" not in text and ("," in text or "\t" in text)
+    if any(c < " " and c not in "\t\n\r\f" for c in text):  # NUL and other control bytes: binary
+        return False
+    # a delimiter, or several lines: a one-column CSV (a header and one value per line) has no commas
+    return "," in text or "\t" in text or "\n" in text.strip() or "\r" in text.strip()
