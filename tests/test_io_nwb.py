@@ -130,6 +130,20 @@ def test_nwb_bad_input(tmp_path):
         read_nwb(tmp_path / "x.npz")
 
 
+@pytest.mark.parametrize("field, kwargs", [
+    ("stop_time", {"stops": np.array([1.5, np.nan, 5.2, np.nan])}),
+    ("start_time", {"starts": np.array([0.0, 2.0, np.nan, 6.0])}),
+])
+def test_nwb_nan_trial_times_are_named(tmp_path, field, kwargs):
+    """NaN start/stop times used to slip past the stop-before-start check (NaN < x is False)."""
+    path = write_nwb(tmp_path / "nan.nwb", **kwargs)
+    trials = r"\[1, 3\]" if field == "stop_time" else r"\[2\]"
+    with pytest.raises(ValueError, match=rf"trials: {field} is NaN or inf for trial\(s\) {trials}"):
+        read_nwb(path, bin_size=0.5)
+    with pytest.raises(ValueError, match=rf"trials: {field} is NaN"):  # whatever the alignment
+        read_nwb(path, bin_size=0.5, align_event="stim_on_time", window=(-0.5, 1.0))
+
+
 def test_nwb_truncated(tmp_path):
     data = write_nwb(tmp_path / "full.nwb").read_bytes()
     (tmp_path / "cut.nwb").write_bytes(data[: len(data) // 3])

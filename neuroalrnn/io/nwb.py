@@ -209,6 +209,11 @@ def _build(contents, path, align_event, window, bin_size, stop_event, output, ac
     trials, units, series = contents["trials"], contents["units"], contents["series"]
     ids = trials["id"]
     start, stop = trials["start_time"].astype(float), trials["stop_time"].astype(float)
+    for field, times in (("start_time", start), ("stop_time", stop)):
+        missing = ~np.isfinite(times)
+        if missing.any():  # NaN would pass the stop-before-start check below
+            raise ValueError(f"trials: {field} is NaN or inf for trial(s) {ids[missing].tolist()}; "
+                             "expected a finite time (s) for every trial")
     bad = stop < start
     if bad.any():
         i = int(np.argmax(bad))
