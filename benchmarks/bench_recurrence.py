@@ -4,17 +4,21 @@ Baselines, run in the same process with the same B, T, M:
   loop    the plain per-step Python loop of torch ops (``alrnn_scan_reference``: what reference code does)
   nn.RNN  ``torch.nn.RNN(M, M, nonlinearity="relu", batch_first=True)`` with M units (a different model:
           the speed a user expects from a recurrent layer)
-Candidates: ``numba`` (fused compiled loop + hand-written adjoint, CPU) and ``rnn`` (the exact 2M-unit
-ReLU-RNN identity, one oneDNN/cuDNN call).
+Candidates: ``numba`` (fused compiled loop + hand-written adjoint, CPU), ``rnn`` (the exact 2M-unit
+ReLU-RNN identity, one oneDNN/cuDNN call) and, on CUDA, ``triton`` (persistent kernels with a
+hand-written adjoint; ``--triton-sweep`` also times other block sizes, warps and the tf32x3 dot).
 
 Usage: python benchmarks/bench_recurrence.py [--threads 1] [--repeats 15] [--device cpu|cuda]
-Prints median milliseconds per forward+backward and the ratios side by side, both wall-clock and
-process CPU time (with one thread everywhere, CPU time is robust to other jobs sharing the machine;
+                                            [--triton-sweep] [--sizes B,T,M,P ...]
+(with TRITON_INTERPRET=1 and tiny --sizes, the Triton candidates run interpreted on CPU: a dry run
+of this script, not a timing). Prints median milliseconds per forward+backward, the ratio to
+nn.RNN and the speed-up over the loop, both wall-clock and process CPU time (with one thread everywhere, CPU time is robust to other jobs sharing the machine;
 wall time is what a user waits for on an idle one). On CUDA only wall time is meaningful.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -45,7 +49,10 @@ def _time(fn, device, repeats, warmup=2):
     return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
-def bench_size(B, T, M, P, device, repeats, dtype=torch.float32):
+TRITON_SWEEP = [dict(num_warps=w, BLOCK_B=b) for b in (16, 32) for w in (2, 4, 8)] + [dict(precision="tf32x3")]
+
+
+def bench_size(B, T, M, P, device, repeats, dtype=torch.float32, triton_sweep=False):
     gen = torch.Generator().manual_seed(0)
     z0 = torch.randn(B, M, generator=gen, dtype=dtype).to(device).requires_grad_()
     drive = (0.1 * torch.randn(B, T, M, generator=gen, dtype=dtype)).to(device).requires_grad_()
@@ -68,6 +75,27 @@ def bench_size(B, T, M, P, device, repeats, dtype=torch.float32):
     if device.type == "cpu":
         res["numba"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="numba")), device, repeats)
     res["rnn-2M"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="rnn")), device, repeats)
+    if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":  # interpreted: a dry run
+        from neuroalrnn import _triton_scan as ts
+
+        ref = alrnn_scan(z0, drive, A, W, P, backend="loop").detach()
+        triton_fn = run(lambda: alrnn_scan(z0, drive, A, W, P, backend="triton"))
+        res["triton"] = _time(triton_fn, device, repeats)
+        for cfg in TRITON_SWEEP if triton_sweep else []:
+            cfg = dict(cfg)
+            ts.PRECISION = cfg.pop("precision", "ieee")
+            ts.CONFIG.clear()
+            ts.CONFIG.update(cfg)
+            name = "triton[" + ",".join(f"{k}={v}" for k, v in cfg.items()) + (
+                "" if ts.PRECISION == "ieee" else f"{ts.PRECISION}") + "]"
+            try:
+                res[name] = _time(triton_fn, device, repeats)
+                diff = (alrnn_scan(z0, drive, A, W, P, backend="triton").detach() - ref).abs().max().item()
+                print(f"  {name}: max |states - loop| = {diff:.2e}")
+            except Exception as err:  # a config the GPU cannot run: report it, keep going
+                print(f"  {name} failed: {type(err).__name__}: {str(err)[:200]}")
+        ts.PRECISION = "ieee"
+        ts.CONFIG.clear()
     return res
 
 
@@ -76,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (rerun on a GPU machine for the CUDA goals)")
+    ap.add_argument("--triton-sweep", action="store_true", help="CUDA: also time other Triton configurations")
+    ap.add_argument("--sizes", nargs="+", help="B,T,M,P tuples instead of the defaults, e.g. 16,200,20,2")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -86,17 +116,17 @@ def main(argv=None):
     if device.type == "cpu":
         z = torch.zeros(1, 2, requires_grad=True)
         alrnn_scan(z, torch.zeros(1, 2, 2), torch.zeros(2), torch.zeros(2, 2), 1, backend="numba").sum().backward()
-    for B, T, M, P in (CUDA_SIZES if device.type == "cuda" else SIZES):
-        both = bench_size(B, T, M, P, device, args.repeats)
+    sizes = [tuple(int(v) for v in x.split(",")) for x in args.sizes] if args.sizes else (
+        CUDA_SIZES if device.type == "cuda" else SIZES)
+    for B, T, M, P in sizes:
+        both = bench_size(B, T, M, P, device, args.repeats, triton_sweep=args.triton_sweep)
         print(f"(B,T,M,P)=({B},{T},{M},{P})")
-        for which, idx in (("wall", 0), ("cpu ", 1)):
+        kinds = (("wall", 0),) if device.type == "cuda" else (("wall", 0), ("cpu", 1))  # GPU: wall only
+        for which, idx in kinds:
             res = {k: v[idx] for k, v in both.items()}
-            base = res["nn.RNN"]
-            cols = " ".join(f"{k}={v:7.2f}" for k, v in res.items())
-            ratios = " ".join(f"{k}/nn.RNN={v / base:5.2f}x" for k, v in res.items() if k != "nn.RNN")
-            speedups = " ".join(f"loop/{k}={res['loop'] / v:5.1f}x" for k, v in res.items() if k != "loop")
-            print(f"  {which} ms: {cols}\n        {ratios}\n        {speedups}")
-
+            for k, v in res.items():
+                print(f"  {which:4s} {k:32s} {v:9.3f} ms  {v / res['nn.RNN']:6.2f}x nn.RNN  "
+                      f"loop/this {res['loop'] / v:6.1f}x")
 
 if __name__ == "__main__":
     main()

@@ -18,10 +18,17 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     forcing of linear units folds into it; sparse forcing (few forced steps) runs one call per
     interval. Other forcing, and calls where a state is exactly 0 while gradients are
     needed (relu'(0) = 0 would drop them), are redone with an exact backend (numba on CPU, loop else).
+``"triton"``
+    persistent Triton kernels (CUDA, float32/float64): one program per block of trials runs the
+    whole time loop with ``W`` on chip, and a hand-written reverse-time adjoint
+    (``neuroalrnn._triton_scan``). Every case is exact, forcing included. On CPU tensors it runs
+    only in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 ``"auto"``
     ``"numba"`` on CPU, ``"rnn"`` on CUDA (``"loop"`` when the case does not fit).
 
-``"rnn"`` is the GPU route; on CPU it is correct but slower than ``"numba"`` (2M hidden units).
+``"rnn"`` and ``"triton"`` are the GPU routes; on CPU ``"rnn"`` is correct but slower than
+``"numba"`` (2M hidden units). ``"auto"`` stays on ``"rnn"`` on CUDA until the Triton kernels'
+speed has been measured on a GPU (``benchmarks/gpu_check.sh`` times both).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numbers
 
 import torch
 
-BACKENDS = ("auto", "numba", "rnn", "loop")
+BACKENDS = ("auto", "numba", "rnn", "triton", "loop")
 
 
 def _phi(z: torch.Tensor, n_lin: int) -> torch.Tensor:
@@ -141,7 +148,7 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     alpha : float or Tensor broadcastable to (batch, T), optional
         Forcing weight (0 = no forcing, 1 = replace; default 1 when ``force`` is given). Sparse
         teacher forcing is alpha 1 at forced steps, 0 elsewhere; generalized forcing a constant.
-    backend : {"auto", "numba", "rnn", "loop"}
+    backend : {"auto", "numba", "rnn", "triton", "loop"}
         See the module docstring. All give the same result to float tolerance.
 
     Returns
@@ -170,6 +177,12 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
         if states is not None:
             return states
         backend = "auto"  # not representable, or exactly-zero states: use an exact backend
+    if backend == "triton":
+        try:
+            from neuroalrnn._triton_scan import triton_scan
+        except ImportError as err:
+            raise ValueError(f"backend: 'triton' needs the triton package ({err})") from None
+        return triton_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     if backend == "auto":
         cpu_float = drive.device.type == "cpu" and drive.dtype in (torch.float32, torch.float64)
         backend = "numba" if cpu_float else "loop"

@@ -1,4 +1,10 @@
 """Tests for neuroalrnn.recurrence: every backend equals the plain step-by-step definition."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +13,15 @@ from neuroalrnn._rnn_identity import plan, rnn_identity_weights
 from neuroalrnn.model import ALRNN
 from neuroalrnn.recurrence import _phi, alrnn_scan, alrnn_scan_reference
 
-CPU_BACKENDS = ["numba", "rnn", "loop"]
+try:
+    from neuroalrnn._triton_scan import interpreted as _triton_interpreted
+    TRITON_ON_CPU = _triton_interpreted()
+except ImportError:
+    TRITON_ON_CPU = False
+# the Triton kernels run on CPU tensors in Triton's interpreter (the root conftest switches it on)
+NAMES = ["numba", "rnn", "loop"] + ["triton"] * TRITON_ON_CPU
+CPU_BACKENDS = ["numba", "rnn", "loop", pytest.param("triton", marks=pytest.mark.skipif(
+    not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU (see the CUDA tests)"))]
 M = 5
 
 
@@ -207,27 +221,81 @@ def test_numba_refuses_double_backward():
 
 def test_numpy_integer_n_relu():
     z0, drive, A, W, _, _ = _problem(2, None, torch.float64)
-    for backend in CPU_BACKENDS:
+    for backend in NAMES:
         torch.testing.assert_close(alrnn_scan(z0, drive, A, W, np.int64(2), backend=backend),
                                    alrnn_scan_reference(z0, drive, A, W, 2))
 
 
 def test_zero_steps():
     z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
-    for backend in CPU_BACKENDS:
+    for backend in NAMES:
         assert alrnn_scan(z0, drive[:, :0], A, W, 1, backend=backend).shape == (3, 0, M)
+
+
+@pytest.mark.skipif(not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU")
+@pytest.mark.parametrize("B,M_,N", [(20, 19, 19), (17, 40, 3)])
+def test_triton_blocks_and_padding(B, M_, N):
+    """Several programs (16 trials each, the last one ragged) and units padded up to a power of two."""
+    gen = torch.Generator().manual_seed(3)
+    z0, drive = torch.randn(B, M_, generator=gen), torch.randn(B, 6, M_, generator=gen)
+    A, W = 0.9 * torch.rand(M_, generator=gen), torch.randn(M_, M_, generator=gen) / M_ ** 0.5
+    force, alpha = torch.randn(B, 6, N, generator=gen), torch.rand(B, 6, generator=gen)
+    leaves = [x.double().requires_grad_() for x in (z0, drive, A, W, force, alpha)]
+    out = alrnn_scan(*leaves[:4], 3, *leaves[4:], backend="triton")
+    ref = alrnn_scan_reference(*leaves[:4], 3, *leaves[4:])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(ref, leaves, g)):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_triton_gradcheck_alpha():
+    if not TRITON_ON_CPU:
+        pytest.skip("triton is not installed, or runs compiled for a GPU")
+    z0, drive, A, W, force, _ = _problem(1, "const", torch.float64, B=2, T=4)
+    alpha = torch.full((2, 4), 0.4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: alrnn_scan(z0, drive, A, W, 1, force, a, backend="triton"),
+                                    (alpha,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_kernels_compile_for_nvidia_gpus(tmp_path):
+    """The compiled path, not only the interpreter: lower and assemble for A100 and H100 (no GPU needed)."""
+    import triton
+
+    if tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3, 5):
+        pytest.skip(f"the offline compile API used here is triton >= 3.5's, found {triton.__version__}")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "triton_compile_report.py")
+    lines = []
+    for args in (["--arch", "90", "--units", "20", "128"], ["--arch", "80", "--units", "40", "--dtype", "fp64"]):
+        run = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
+        lines += [line for line in run.stdout.splitlines() if "registers=" in line]
+    assert len(lines) == 12, lines  # forward and backward, with and without forcing, per size
+    assert all("registers=None" not in line for line in lines)
+
+
+def test_triton_refuses_cpu_tensors_when_compiled():
+    if TRITON_ON_CPU or importlib.util.find_spec("triton") is None:
+        pytest.skip("only meaningful where triton compiles for a GPU")
+    z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
+    with pytest.raises(ValueError, match="backend"):
+        alrnn_scan(z0, drive, A, W, 1, backend="triton")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
 @pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse"), (M, "few")])
-def test_cuda_auto_backend_matches_reference(P, forcing):
+@pytest.mark.parametrize("backend", ["auto", "rnn", "triton"])
+def test_cuda_backends_match_reference(backend, P, forcing):
     z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float32, T=12)
     if forcing == "few":
         alpha = _sparse_alpha(torch.float32)
     cuda = [x.cuda().requires_grad_() for x in (z0, drive, A, W)]
     cpu = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
     a = alpha.cuda() if isinstance(alpha, torch.Tensor) else alpha
-    out = alrnn_scan(*cuda, P, None if force is None else force.cuda(), a)
+    out = alrnn_scan(*cuda, P, None if force is None else force.cuda(), a, backend=backend)
     ref = alrnn_scan_reference(*cpu, P, force, alpha)
     torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
     g = torch.randn_like(ref)

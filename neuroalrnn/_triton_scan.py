@@ -1,0 +1,176 @@
+"""Fused GPU backend of :func:`neuroalrnn.recurrence.alrnn_scan`: persistent Triton kernels.
+
+One program owns a block of ``BLOCK_B`` trials for the whole time loop and keeps ``W``, ``A`` and
+its states in registers: each step is one small ``tl.dot`` (``phi(prev) @ W.T``) plus fused
+elementwise work, with no kernel launch per step. The backward pass is a second persistent kernel,
+a hand-written reverse-time adjoint that recomputes ``phi`` (and the forced previous state) from
+the saved states, so memory is O(B T M) as in the numba backend (the same maths:
+``neuroalrnn._numba_scan``). ``dA`` and ``dW`` are sums over all trials and steps, so they are
+taken afterwards as one GEMM over the adjoints and the previous states: off the serial time loop,
+and without holding a second M x M block in registers.
+
+``tl.dot`` runs with ``input_precision="ieee"``: full float32 (or float64), not TF32, so the
+states equal the plain loop to float tolerance. Shapes are padded to powers of two of at least 16
+(``tl.dot``'s minimum); padded rows and units stay exactly 0.
+
+With ``TRITON_INTERPRET=1`` set before triton is imported, the same kernels run on CPU tensors in
+Triton's interpreter: far too slow for work, but it lets the GPU code carry its correctness tests
+on a machine without a GPU (``tests/conftest.py`` sets it when no GPU is present).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.autograd.function import once_differentiable
+
+from neuroalrnn.recurrence import _phi
+
+
+@triton.jit
+def _fwd_kernel(z0, drive, A, W, force, alpha, out, B, T, M, N, n_lin,
+                HAS_FORCE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr,
+                PRECISION: tl.constexpr):
+    rb = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    rm = tl.arange(0, BLOCK_M)
+    bmask, mmask = rb < B, rm < M
+    m2 = bmask[:, None] & mmask[None, :]
+    fmask = bmask[:, None] & (rm[None, :] < N)
+    relu = (rm >= n_lin)[None, :]
+    WT = tl.load(W + rm[None, :] * M + rm[:, None], mask=mmask[:, None] & mmask[None, :], other=0.0)
+    a = tl.load(A + rm, mask=mmask, other=0.0)[None, :]
+    z = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0)
+    row = rb[:, None] * T * M + rm[None, :]          # offset of (trial, step 0, unit)
+    frow = rb[:, None] * T * N + rm[None, :]
+    for t in range(T):
+        if HAS_FORCE:  # prev[:, :N] <- (1 - alpha_t) prev + alpha_t force_t
+            al = tl.load(alpha + rb * T + t, mask=bmask, other=0.0)[:, None]
+            f = tl.load(force + frow + t * N, mask=fmask, other=0.0)
+            z = tl.where(fmask, (1 - al) * z + al * f, z)
+        ph = tl.where(relu, tl.maximum(z, 0.0), z)
+        d = tl.load(drive + row + t * M, mask=m2, other=0.0)
+        z = a * z + tl.dot(ph, WT, input_precision=PRECISION) + d
+        tl.store(out + row + t * M, z, mask=m2)
+
+
+@triton.jit
+def _bwd_kernel(gout, z0, out, A, W, force, alpha, dz0, ddrive, prevs, dforce, dalpha,
+                B, T, M, N, n_lin,
+                HAS_FORCE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr,
+                PRECISION: tl.constexpr):
+    rb = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    rm = tl.arange(0, BLOCK_M)
+    bmask, mmask = rb < B, rm < M
+    m2 = bmask[:, None] & mmask[None, :]
+    fmask = bmask[:, None] & (rm[None, :] < N)
+    relu = (rm >= n_lin)[None, :]
+    Wt = tl.load(W + rm[:, None] * M + rm[None, :], mask=mmask[:, None] & mmask[None, :], other=0.0)
+    a = tl.load(A + rm, mask=mmask, other=0.0)[None, :]
+    row = rb[:, None] * T * M + rm[None, :]
+    frow = rb[:, None] * T * N + rm[None, :]
+    carry = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0) * 0  # dL/dz_t from step t + 1
+    for s in range(T):
+        t = T - 1 - s
+        lt = tl.load(gout + row + t * M, mask=m2, other=0.0) + carry  # total dL/dz_t
+        tl.store(ddrive + row + t * M, lt, mask=m2)
+        if t > 0:  # the state before step t
+            raw = tl.load(out + row + (t - 1) * M, mask=m2, other=0.0)
+        else:
+            raw = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0)
+        prev = raw
+        if HAS_FORCE:  # recompute the forced previous state, and keep it for dA and dW
+            al = tl.load(alpha + rb * T + t, mask=bmask, other=0.0)[:, None]
+            f = tl.load(force + frow + t * N, mask=fmask, other=0.0)
+            prev = tl.where(fmask, (1 - al) * raw + al * f, raw)
+            tl.store(prevs + row + t * M, prev, mask=m2)
+        back = tl.dot(lt, Wt, input_precision=PRECISION)               # W^T lambda, per trial
+        carry = a * lt + tl.where(relu & (prev <= 0), 0.0, back)       # relu'(0) = 0, as torch
+        if HAS_FORCE:  # through the mixing: to force, alpha and the unforced state
+            tl.store(dforce + frow + t * N, al * carry, mask=fmask)
+            tl.store(dalpha + rb * T + t, tl.sum(tl.where(fmask, carry * (f - raw), 0.0), axis=1), mask=bmask)
+            carry = tl.where(fmask, (1 - al) * carry, carry)
+    tl.store(dz0 + rb[:, None] * M + rm[None, :], carry, mask=m2)
+
+
+def interpreted() -> bool:
+    """Whether the kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set before import)."""
+    return type(_fwd_kernel).__name__ == "InterpretedFunction"
+
+
+def _config(B: int, M: int, has_force: bool = False) -> dict:
+    """Block sizes and warps; ``tl.dot`` needs every dimension >= 16.
+
+    The warps keep registers from spilling when compiled for sm_90 (checked offline by
+    ``benchmarks/triton_compile_report.py``); the forced backward holds more per unit.
+    """
+    block_m = max(16, triton.next_power_of_2(M))
+    warps = 4 if block_m <= 32 else 8 if block_m <= 128 else 16
+    if block_m == 64 and not has_force:
+        warps = 4
+    return {**dict(BLOCK_B=16, BLOCK_M=block_m, num_warps=warps), **CONFIG}
+
+
+CONFIG: dict = {}  # overrides of BLOCK_B / num_warps, for benchmarks/bench_recurrence.py --triton-sweep
+
+
+PRECISION = "ieee"  # full-precision tl.dot; "tf32x3" is the faster near-fp32 option to benchmark
+
+
+class _TritonScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z0, drive, A, W, force, alpha, n_relu):
+        B, T, M = drive.shape
+        has_force = force is not None
+        z0, drive, A, W = (x.contiguous() for x in (z0, drive, A, W))
+        f = force.contiguous() if has_force else drive.new_empty((1,))
+        al = alpha.contiguous() if has_force else drive.new_empty((1,))
+        N = force.shape[2] if has_force else 0
+        cfg = _config(B, M, has_force)
+        grid = (triton.cdiv(B, cfg["BLOCK_B"]),)
+        out = torch.empty_like(drive)
+        _fwd_kernel[grid](
+            z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
+            HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        ctx.save_for_backward(z0, A, W, out, f, al)
+        ctx.meta = (n_relu, has_force, N, cfg, grid)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        z0, A, W, out, f, al = ctx.saved_tensors
+        n_relu, has_force, N, cfg, grid = ctx.meta
+        B, T, M = out.shape
+        dz0, ddrive = torch.empty_like(z0), torch.empty_like(out)
+        prevs = torch.empty_like(out) if has_force else out  # forced previous states, if any
+        dforce = torch.empty_like(f) if has_force else f
+        dalpha = torch.empty_like(al) if has_force else al
+        _bwd_kernel[grid](grad.contiguous(), z0, out, A, W, f, al, dz0, ddrive, prevs, dforce, dalpha,
+                          B, T, M, N, M - n_relu, HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        need = ctx.needs_input_grad
+        dA = dW = None
+        if need[2] or need[3]:  # sums over trials and steps: one GEMM, off the serial time loop
+            if not has_force:
+                prevs = torch.cat([z0[:, None], out[:, :-1]], dim=1)
+            lam, prevs = ddrive.reshape(-1, M), prevs.reshape(-1, M)
+            dA = (lam * prevs).sum(0) if need[2] else None
+            dW = lam.T @ _phi(prevs, M - n_relu) if need[3] else None
+        return (dz0 if need[0] else None,
+                ddrive if need[1] else None,
+                dA, dW,
+                dforce if (has_force and need[4]) else None,
+                dalpha if (has_force and need[5]) else None,
+                None)
+
+
+def triton_scan(z0, drive, A, W, n_relu, force=None, alpha_bt=None):
+    """Persistent-kernel scan (float32/float64); ``alpha_bt`` already broadcast to (B, T)."""
+    if drive.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"drive: the triton backend needs float32 or float64, got {drive.dtype}")
+    if (drive.device.type == "cpu") != interpreted():
+        raise ValueError(f"backend: 'triton' runs on CUDA tensors (CPU tensors only in Triton's interpreter, "
+                         f"TRITON_INTERPRET=1 set before triton is imported), got device {drive.device}")
+    if force is None:
+        return _TritonScan.apply(z0, drive, A, W, None, None, n_relu)
+    return _TritonScan.apply(z0, drive, A, W, force, alpha_bt, n_relu)
