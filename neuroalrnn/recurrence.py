@@ -24,11 +24,12 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     (``neuroalrnn._triton_scan``). Every case is exact, forcing included. On CPU tensors it runs
     only in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 ``"auto"``
-    ``"numba"`` on CPU, ``"rnn"`` on CUDA (``"loop"`` when the case does not fit).
+    ``"numba"`` on CPU; on CUDA ``"rnn"``, and ``"triton"`` for the cases ``"rnn"`` cannot represent
+    (``"loop"`` for other dtypes and devices, or without triton).
 
 ``"rnn"`` and ``"triton"`` are the GPU routes; on CPU ``"rnn"`` is correct but slower than
-``"numba"`` (2M hidden units). ``"auto"`` stays on ``"rnn"`` on CUDA until the Triton kernels'
-speed has been measured on a GPU (``benchmarks/gpu_check.sh`` times both).
+``"numba"`` (2M hidden units). ``"auto"`` prefers ``"rnn"`` (cuDNN) on CUDA until the Triton
+kernels' speed has been measured on a GPU (``benchmarks/gpu_check.sh`` times both).
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ def _check(z0, drive, A, W, n_relu, force, alpha):
     if not bool(torch.isfinite(force).all()):
         raise ValueError("force: contains NaN or inf (set alpha to 0 where there is no data, and fill force)")
     return _broadcast_alpha(alpha, force, B, T)
+
+
+def _exact_fallback(drive: torch.Tensor) -> str:
+    """The fastest backend exact in every case: numba on CPU, triton on CUDA, else the loop."""
+    if drive.dtype not in (torch.float32, torch.float64):
+        return "loop"
+    if drive.device.type == "cpu":
+        return "numba"
+    if drive.device.type == "cuda":
+        try:
+            import neuroalrnn._triton_scan  # noqa: F401
+        except ImportError:  # a CUDA torch without triton
+            return "loop"
+        return "triton"
+    return "loop"
 
 
 def alrnn_scan_reference(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.Tensor,
@@ -184,8 +200,7 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
             raise ValueError(f"backend: 'triton' needs the triton package ({err})") from None
         return triton_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     if backend == "auto":
-        cpu_float = drive.device.type == "cpu" and drive.dtype in (torch.float32, torch.float64)
-        backend = "numba" if cpu_float else "loop"
+        backend = _exact_fallback(drive)
     if backend == "numba":
         if drive.device.type != "cpu":
             raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")

@@ -329,3 +329,11 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         alrnn_scan(**args)
+
+
+def test_auto_fallback_is_exact_and_fastest_per_device():
+    from neuroalrnn.recurrence import _exact_fallback
+
+    assert _exact_fallback(torch.zeros(1)) == "numba"
+    assert _exact_fallback(torch.zeros(1, dtype=torch.float16)) == "loop"  # numba has no half precision
+    assert _exact_fallback(torch.zeros(1, device="meta")) == "loop"
