@@ -62,7 +62,7 @@ class ALRNN(nn.Module):
     device : str or torch.device
         ``"auto"`` picks CUDA when available.
     dtype : torch.dtype
-    backend : {"auto", "numba", "rnn", "loop"}
+    backend : {"auto", "numba", "rnn", "triton", "loop"}
         Backend of :func:`neuroalrnn.recurrence.alrnn_scan` used by ``forward``/``simulate``.
 
     Examples
