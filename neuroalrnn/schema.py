@@ -61,9 +61,21 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     for name, coord in ds.coords.items():
         if "trial" in coord.dims and coord.dims[0] != "trial":
             raise ValueError(f"coordinate {name!r}: 'trial' must be its first dim, got dims {coord.dims}")
+    for name, var in ds.variables.items():
+        if var.dtype == object:
+            _check_objects(ds, name, var.values)
     for key, value in ds.attrs.items():
         _check_attr(key, value)
     return ds
+
+
+def _check_objects(ds, name, values):
+    """Object arrays must hold str (None/NaN for missing; netCDF stores them as ''), not other objects."""
+    for item in values.ravel():
+        if not (isinstance(item, str) or item is None or (isinstance(item, float) and np.isnan(item))):
+            kind = "coordinate" if name in ds.coords else "variable"
+            raise TypeError(f"{kind} {name!r}: object dtype holding a {type(item).__name__} ({item!r:.40}); "
+                            "expected str values (None/NaN for missing), numbers or bools, which netCDF can store")
 
 
 def _check_index(ds, dim):

@@ -121,3 +121,28 @@ def test_from_arrays_refuses_non_numbers_and_bad_dt():
         from_arrays(activity=np.zeros((2, 3, 1)), dt="0.1")
     with pytest.raises(ValueError, match=r"attrs\['dt'\]: expected a positive finite number"):
         from_arrays(activity=np.zeros((2, 3, 1)), dt=0.0)
+
+
+@pytest.mark.parametrize("values, kind", [
+    ([{"a": 1}, "b", "c"], "dict"), ([[1], "b", "c"], "list"), (["a", 1, "c"], "int"), (["a", b"b", "c"], "bytes"),
+])
+def test_validate_rejects_object_coords_netcdf_cannot_store(values, kind):
+    ds = from_arrays(trial_coords={"x": [1, 2, 3]})
+    bad = ds.assign_coords(block=("trial", np.array(values, dtype=object)))
+    with pytest.raises(TypeError, match=rf"coordinate 'block': object dtype holding a {kind}"):
+        validate(bad)
+    with pytest.raises(TypeError, match=r"variable 'notes': object dtype"):
+        validate(ds.assign(notes=("trial", np.array(values, dtype=object))))
+
+
+def test_object_str_coords_are_accepted_and_round_trip(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"block": ["a", "b", "a"], "note": ["x", None, np.nan]})  # object columns
+    ds = from_arrays(trial_coords={"x": [1, 2, 3]})
+    ds = ds.assign_coords(block=("trial", frame["block"].to_numpy()), note=("trial", frame["note"].to_numpy()))
+    assert ds["block"].dtype == object and validate(ds) is ds
+    ds.to_netcdf(tmp_path / "o.nc")
+    back = neuroalrnn.load(tmp_path / "o.nc")
+    assert back["block"].values.tolist() == ["a", "b", "a"]
+    assert back["note"].values.tolist() == ["x", "", ""]  # netCDF stores missing strings as ""
