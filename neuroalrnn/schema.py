@@ -15,7 +15,9 @@ attrs       dt, align_event, ...    dt in seconds; the event that time 0 marks
 =========== ======================= ===============================================
 
 A behaviour-only dataset (no time series) has only the ``trial`` dim and its
-coords. Every signal is NaN-padded where ``mask`` is False.
+coords. Every signal is NaN-padded where ``mask`` is False. A missing per-trial
+value is NaN (numbers) or the empty string ``''`` (strings: what the table
+reader and a netCDF round trip give for None/NaN); see ``is_missing``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,28 @@ def _check_objects(ds, name, values):
             kind = "coordinate" if name in ds.coords else "variable"
             raise TypeError(f"{kind} {name!r}: object dtype holding a {type(item).__name__} ({item!r:.40}); "
                             "expected str values (None/NaN for missing), numbers or bools, which netCDF can store")
+
+
+def is_missing(values) -> np.ndarray:
+    """Where per-trial ``values`` are missing: NaN/NaT, None, or the empty string ``''``.
+
+    Examples
+    --------
+    >>> is_missing(np.array(["a", "", "b"])).tolist(), is_missing([1.0, np.nan]).tolist()
+    ([False, True, False], [False, True])
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "fc":
+        return np.isnan(values)
+    if values.dtype.kind in "mM":
+        return np.isnat(values)
+    if values.dtype.kind in "US":
+        return np.char.str_len(values) == 0
+    if values.dtype == object:
+        flat = [v is None or (isinstance(v, (str, bytes)) and len(v) == 0)
+                or (isinstance(v, (float, np.floating)) and np.isnan(v)) for v in values.ravel()]
+        return np.array(flat, dtype=bool).reshape(values.shape)
+    return np.zeros(values.shape, dtype=bool)
 
 
 def _check_index(ds, dim):

@@ -92,3 +92,22 @@ def test_bad_input():
         beh.psychometric({"s": [1]}, "s")
     with pytest.raises(ValueError, match="contrast"):
         beh.signed_contrast([0.1, 0.2], [0.1])
+
+
+@pytest.mark.parametrize("missing", [np.nan, None, ""])
+def test_missing_by_values_form_no_group(missing):
+    """Trials with a missing grouping value are left out, not fitted as a 'nan' group."""
+    ds = simulated(n=3000, seed=1)
+    ctx = ds["context"].values.astype(object)
+    ctx[::7] = missing
+    holed = ds.assign_coords(context=("trial", ctx))
+    kept = ds.isel(trial=np.flatnonzero(np.arange(ds.sizes["trial"]) % 7 != 0))
+    fit, want = beh.fit_psychometric(holed, "s", seed=0), beh.fit_psychometric(kept, "s", seed=0)
+    assert fit["context"].values.tolist() == ["A", "B"]
+    np.testing.assert_array_equal(fit["n"].values, want["n"].values)
+    np.testing.assert_allclose(fit["bias"].values, want["bias"].values)
+    cur = beh.psychometric(holed, "s")
+    assert cur["context"].values.tolist() == ["A", "B"]
+    np.testing.assert_array_equal(cur["n"].values, beh.psychometric(kept, "s")["n"].values)
+    numeric = ds.assign_coords(block=("trial", np.where(np.arange(ds.sizes["trial"]) % 5, 0.8, np.nan)))
+    assert beh.fit_psychometric(numeric, "s", by="block")["block"].values.tolist() == [0.8]

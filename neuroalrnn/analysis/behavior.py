@@ -19,6 +19,7 @@ import scipy.optimize
 import scipy.special
 import xarray as xr
 
+from neuroalrnn.schema import is_missing
 from neuroalrnn.utils import check_random_state
 
 __all__ = ["signed_contrast", "psychometric", "psychometric_function", "fit_psychometric"]
@@ -50,11 +51,12 @@ def _trials(ds, stimulus, choice, by, positive, exclude):
     x = np.asarray(ds[stimulus].values, dtype=float)
     c = np.asarray(ds[choice].values)
     g = np.asarray(ds[by].values) if by is not None else np.zeros(len(x), dtype=int)
-    keep = np.isfinite(x) & ~np.isin(c, list(exclude))
+    keep = np.isfinite(x) & ~np.isin(c, list(exclude)) & ~is_missing(g)  # a missing `by` is no group
     if np.issubdtype(c.dtype, np.floating):
         keep &= np.isfinite(c)
     if not keep.any():
-        raise ValueError(f"{choice!r}: no trial left after excluding {list(exclude)} and NaN")
+        raise ValueError(f"{choice!r}: no trial left after excluding {list(exclude)} and NaN"
+                         + (f" (in {stimulus!r}, {choice!r} or {by!r})" if by is not None else ""))
     if not np.isin(positive, c[keep]).any():
         raise ValueError(f"positive: the value {positive!r} never occurs in {choice!r} "
                          f"(values: {np.unique(c[keep]).tolist()})")
@@ -69,7 +71,9 @@ def psychometric(ds, stimulus: str, choice: str = "choice", by: str | None = "co
     ----------
     ds : xarray.Dataset
         Trials with per-trial coords ``stimulus`` (signed strength), ``choice``
-        and ``by`` (e.g. ``context``; None for one group).
+        and ``by`` (e.g. ``context``; None for one group). Trials whose ``by``
+        value is missing (NaN, None or ``''``, see ``neuroalrnn.schema.is_missing``)
+        are left out, as are trials with a NaN stimulus or choice.
     positive : scalar
         The choice value counted as 1 (e.g. -1 for an IBL rightward choice).
     exclude : sequence
@@ -163,7 +167,9 @@ def fit_psychometric(ds, stimulus: str, choice: str = "choice", by: str | None =
 
     Fits bias, slope (> 0) and optionally the two lapse rates (each in
     [0, max_lapse]) with SLSQP (bounded) from ``n_starts`` starts (one fixed, the
-    others drawn with ``seed``), keeping the best likelihood.
+    others drawn with ``seed``), keeping the best likelihood. Trials are selected
+    as in ``psychometric``: a missing ``by`` value (NaN, None, ``''``) forms no
+    group; those trials are left out.
 
     Returns
     -------
