@@ -145,3 +145,16 @@ def test_pca_condition_averages_against_svd():
                           coords={"c": ("trial", list("abab"))})
     with pytest.raises(ValueError, match="x: PCA needs at least 2 .* every unit is valid"):
         geo.pca_condition_averages(silent, "c")
+
+
+@pytest.mark.parametrize("missing", ["", np.nan])
+def test_condition_average_leaves_out_missing_by_values(missing):
+    act = [np.array([[1.0], [3.0]]), np.array([[5.0]]), np.array([[2.0], [4.0]]), np.array([[9.0], [9.0]])]
+    labels = np.array(["x", "x", "y", missing], dtype=object if missing != "" else str)
+    ds = from_arrays(activity=act, trial_coords={"c": labels, "k": [1.0, 1.0, 1.0, np.nan]})
+    for by in ("c", "k"):
+        avg = geo.condition_average(ds, by)
+        assert avg["n_trials"].sum() == 3  # the trial with a missing value is left out
+    avg = geo.condition_average(ds, "c")
+    np.testing.assert_allclose(avg.values[:, :, 0], [[3.0, 3.0], [2.0, 4.0]])
+    assert avg["c"].values.tolist() == ["x", "y"]

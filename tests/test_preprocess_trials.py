@@ -147,3 +147,25 @@ def test_boolean_dataarrays_are_matched_by_trial_label():
     assert stats["mean"].values.tolist() == [4.5]  # trial 12 holds 4, 5
     with pytest.raises(ValueError, match="selection: a DataArray on 'trial' must cover"):
         select_trials(ds, sel.isel(trial=[0, 1]))
+
+
+def test_condition_average_leaves_out_empty_strings_like_nan(ds, tmp_path):
+    """'' is what tables (and netCDF) give for a missing string: no condition of its own."""
+    import pandas as pd
+
+    from neuroalrnn.io import read_table
+
+    holed = ds.assign_coords(context=("trial", ["a", "", "a", "b", "", "b"]),
+                             coh=("trial", [1.0, 1.0, np.nan, 2.0, 1.0, 2.0]))
+    out = condition_average(holed, ["context", "coh"])
+    assert out["context"].values.tolist() == ["a", "b"] and out["coh"].values.tolist() == [1.0, 2.0]
+    want = ds["activity"].isel(trial=[3, 5]).mean("trial", skipna=True)  # the two (b, 2) trials
+    np.testing.assert_allclose(out["activity"].isel(condition=1).values, want.values)
+    np.testing.assert_allclose(out["activity"].isel(condition=0).values, ds["activity"].isel(trial=0).values)
+    pd.DataFrame({"context": ["a", None, "b"], "rt": [0.3, 0.4, 0.5]}).to_csv(tmp_path / "t.csv", index=False)
+    table = read_table(tmp_path / "t.csv")
+    assert table["context"].values.tolist() == ["a", "", "b"]  # the loader's missing string
+    table = from_arrays(activity=np.arange(6.0).reshape(3, 2, 1), trial_coords={"context": table["context"].values})
+    assert condition_average(table, "context")["context"].values.tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="by: no trial has a value"):
+        condition_average(holed.isel(trial=[1, 4]), "context")

@@ -15,6 +15,8 @@ import pandas as pd
 import xarray as xr
 from sklearn.decomposition import PCA
 
+from neuroalrnn.schema import is_missing
+
 __all__ = ["as_signal", "condition_average", "tdr_coefficients", "tdr_axes", "project",
            "tdr_trajectories", "pca_condition_averages"]
 
@@ -66,7 +68,8 @@ def condition_average(x, by: Sequence[str] | str) -> xr.DataArray:
 
     Returns a (condition, time, feature) DataArray; each ``by`` name becomes a
     coord on ``condition`` and ``n_trials`` counts the averaged trials. Steps
-    where no trial of a condition is valid stay NaN.
+    where no trial of a condition is valid stay NaN. Trials with a missing
+    ``by`` value (NaN, None or ``''``; ``neuroalrnn.schema.is_missing``) are left out.
 
     Examples
     --------
@@ -81,10 +84,14 @@ def condition_average(x, by: Sequence[str] | str) -> xr.DataArray:
     if not by:
         raise ValueError("by: expected at least one trial coordinate name")
     keys = [_trial_coord(sig, b, "by") for b in by]
-    codes = pd.DataFrame(dict(zip(by, keys))).groupby(by, sort=True, dropna=False).ngroup().values
+    present = ~np.any([is_missing(k) for k in keys], axis=0)  # a missing value is no condition
+    if not present.any():
+        raise ValueError(f"by: no trial has a value for every coord in {by}")
+    keys = [k[present] for k in keys]
+    codes = pd.DataFrame(dict(zip(by, keys))).groupby(by, sort=True).ngroup().values
     n_cond = codes.max() + 1
     first = np.array([np.argmax(codes == c) for c in range(n_cond)])
-    values = sig.values
+    values = sig.values[present]
     out = np.full((n_cond, values.shape[1], values.shape[2]), np.nan)
     counts = np.bincount(codes, minlength=n_cond)
     for c in range(n_cond):

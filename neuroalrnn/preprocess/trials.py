@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..schema import validate
+from ..schema import is_missing, validate
 from ._common import by_trial, get_dt, signal_names, trial_label
 
 __all__ = ["select_trials", "condition_average", "align"]
@@ -68,7 +68,8 @@ def condition_average(ds: xr.Dataset, by: str | Sequence[str], var: str | Sequen
         TrialDataset.
     by : str or list of str
         Per-trial coords that define the conditions. Trials with a missing
-        (NaN/None) value in any of them are left out.
+        value in any of them (NaN, None, or ``''``, which tables and netCDF give
+        for a missing string; see ``neuroalrnn.schema.is_missing``) are left out.
     var : str or list of str, optional
         Variables to average (default: every (trial, time, ...) signal).
 
@@ -97,9 +98,11 @@ def condition_average(ds: xr.Dataset, by: str | Sequence[str], var: str | Sequen
     if not by:
         raise ValueError("by: expected at least one per-trial coord name")
     frame = pd.DataFrame({name: _trial_coord(ds, name, "condition_average") for name in by})
-    groups = frame.groupby(by, sort=True, dropna=True).indices
+    present = np.flatnonzero(~np.any([is_missing(frame[name].to_numpy()) for name in by], axis=0))
+    groups = frame.iloc[present].groupby(by, sort=True).indices
     if not groups:
         raise ValueError(f"by: no trial has a value for every coord in {by}")
+    groups = {k: present[idx] for k, idx in groups.items()}  # positions among all trials
     names = signal_names(ds) if var is None else ([var] if isinstance(var, str) else list(var))
     for name in names:
         if name not in ds.data_vars or ds[name].dims[:2] != ("trial", "time"):
