@@ -80,6 +80,9 @@ def _check(z0, drive, A, W, n_relu, force, alpha):
     dtypes = {x.dtype for x in (z0, drive, A, W)}
     if len(dtypes) != 1 or not drive.dtype.is_floating_point:
         raise TypeError(f"z0, drive, A, W: expected one floating dtype, got {sorted(map(str, dtypes))}")
+    devices = {x.device for x in (z0, drive, A, W) + ((force,) if isinstance(force, torch.Tensor) else ())}
+    if len(devices) != 1:  # a fused kernel handed a pointer from another device would read garbage
+        raise ValueError(f"z0, drive, A, W, force: expected tensors on one device, got {sorted(map(str, devices))}")
     if force is None:
         if alpha is not None:
             raise ValueError("alpha: given without force")

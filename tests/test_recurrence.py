@@ -322,6 +322,7 @@ def test_cuda_model_device_auto():
     (dict(force=torch.zeros(3, 7, 2), alpha=torch.zeros(5)), "alpha"),
     (dict(alpha=0.5), "alpha"),
     (dict(backend="cuda-magic"), "backend"),
+    (dict(A=torch.zeros(M, device="meta")), "one device"),
 ])
 def test_bad_input(kwargs, match):
     z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
