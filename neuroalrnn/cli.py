@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, ConnectionError) as err:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, ConnectionError, ImportError) as err:
         if os.environ.get("NEUROALRNN_DEBUG"):
             raise
         message = " ".join(str(err).split())  # one line

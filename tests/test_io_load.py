@@ -137,3 +137,21 @@ def test_one_column_csv_is_a_csv(tmp_path):
     (tmp_path / "ctrl.csv").write_bytes(b"rt\n0.3\x01\x02\n")  # text-like but with control bytes
     with pytest.raises(ValueError, match=r"ctrl\.csv: unrecognised file content"):
         neuroalrnn.load(tmp_path / "ctrl.csv")
+
+
+def test_netcdf_without_a_reader_says_what_to_install(tmp_path, ragged_ds, monkeypatch):
+    """Without netCDF4 and h5netcdf, a good file must not be called corrupt."""
+    import sys
+
+    from xarray.backends.plugins import list_engines
+
+    path = tmp_path / "ds.nc"
+    ragged_ds.to_netcdf(path, engine="h5netcdf")
+    monkeypatch.setitem(sys.modules, "netCDF4", None)
+    monkeypatch.setitem(sys.modules, "h5netcdf", None)
+    list_engines.cache_clear()
+    try:
+        with pytest.raises(ImportError, match="netCDF4 or h5netcdf"):
+            neuroalrnn.load(path)
+    finally:
+        list_engines.cache_clear()

@@ -53,7 +53,12 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     try:
         with xr.open_dataset(path) as opened:
             ds = opened.load()
+    except ImportError as err:  # a reader xarray listed could not be imported
+        raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package ({err})") from None
     except (OSError, ValueError, RuntimeError) as err:
+        if "dependencies may not be installed" in str(err):  # xarray found no installed reader
+            raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package "
+                              f"(pip install netCDF4)") from None
         raise ValueError(f"{path}: expected {FORMATS['netcdf']}, but it cannot be read "
                          f"(truncated or corrupt?): {err}") from None
     for name, var in ds.variables.items():
