@@ -29,20 +29,31 @@ from neuroalrnn.recurrence import _phi
 
 
 @triton.jit
-def _fwd_kernel(z0, drive, A, W, force, alpha, out, B, T, M, N, n_lin,
-                HAS_FORCE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr,
-                PRECISION: tl.constexpr):
+def _tile(A, W, B, T, M, N, n_lin, TRANSPOSE_W: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr):
+    """This program's trials and units, their masks, A and W (or W.T) on chip, and row offsets."""
     rb = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
     rm = tl.arange(0, BLOCK_M)
     bmask, mmask = rb < B, rm < M
     m2 = bmask[:, None] & mmask[None, :]
-    fmask = bmask[:, None] & (rm[None, :] < N)
+    fmask = bmask[:, None] & (rm[None, :] < N)  # the forced units
     relu = (rm >= n_lin)[None, :]
-    WT = tl.load(W + rm[None, :] * M + rm[:, None], mask=mmask[:, None] & mmask[None, :], other=0.0)
+    if TRANSPOSE_W:
+        w_ptrs = W + rm[None, :] * M + rm[:, None]
+    else:
+        w_ptrs = W + rm[:, None] * M + rm[None, :]
+    w = tl.load(w_ptrs, mask=mmask[:, None] & mmask[None, :], other=0.0)
     a = tl.load(A + rm, mask=mmask, other=0.0)[None, :]
-    z = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0)
-    row = rb[:, None] * T * M + rm[None, :]          # offset of (trial, step 0, unit)
+    row = rb[:, None] * T * M + rm[None, :]  # offset of (trial, step 0, unit) in (B, T, M) arrays
     frow = rb[:, None] * T * N + rm[None, :]
+    return rb, rm, bmask, m2, fmask, relu, a, w, row, frow
+
+
+@triton.jit
+def _fwd_kernel(z0, drive, A, W, force, alpha, out, B, T, M, N, n_lin,
+                HAS_FORCE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr,
+                PRECISION: tl.constexpr):
+    rb, rm, bmask, m2, fmask, relu, a, WT, row, frow = _tile(A, W, B, T, M, N, n_lin, True, BLOCK_B, BLOCK_M)
+    z = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0)
     for t in range(T):
         if HAS_FORCE:  # prev[:, :N] <- (1 - alpha_t) prev + alpha_t force_t
             al = tl.load(alpha + rb * T + t, mask=bmask, other=0.0)[:, None]
@@ -59,16 +70,7 @@ def _bwd_kernel(gout, z0, out, A, W, force, alpha, dz0, ddrive, prevs, dforce, d
                 B, T, M, N, n_lin,
                 HAS_FORCE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr,
                 PRECISION: tl.constexpr):
-    rb = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    rm = tl.arange(0, BLOCK_M)
-    bmask, mmask = rb < B, rm < M
-    m2 = bmask[:, None] & mmask[None, :]
-    fmask = bmask[:, None] & (rm[None, :] < N)
-    relu = (rm >= n_lin)[None, :]
-    Wt = tl.load(W + rm[:, None] * M + rm[None, :], mask=mmask[:, None] & mmask[None, :], other=0.0)
-    a = tl.load(A + rm, mask=mmask, other=0.0)[None, :]
-    row = rb[:, None] * T * M + rm[None, :]
-    frow = rb[:, None] * T * N + rm[None, :]
+    rb, rm, bmask, m2, fmask, relu, a, Wt, row, frow = _tile(A, W, B, T, M, N, n_lin, False, BLOCK_B, BLOCK_M)
     carry = tl.load(z0 + rb[:, None] * M + rm[None, :], mask=m2, other=0.0) * 0  # dL/dz_t from step t + 1
     for s in range(T):
         t = T - 1 - s
