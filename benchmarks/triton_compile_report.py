@@ -2,7 +2,9 @@
 
 No GPU is needed: Triton lowers the kernels to PTX and ptxas (bundled with triton) assembles them
 for the target architecture, so this checks that the compiled path (not only the interpreter the
-CPU tests use) accepts the kernels, and shows registers and spill stack per configuration that
+CPU tests use) accepts the kernels, and shows registers, spill stack and shared memory (a launch
+fails above the GPU's per-block limit: 99 KiB on sm_86/89, 163 KiB on A100, 227 KiB on H100; see
+``neuroalrnn._triton_scan.fits``) per configuration that
 ``neuroalrnn._triton_scan._config`` picks. Registers that spill to local memory slow the serial
 time loop; the speed itself can only be measured on a GPU (``benchmarks/gpu_check.sh``).
 
@@ -28,7 +30,7 @@ CONSTEXPRS = ("HAS_FORCE", "BLOCK_B", "BLOCK_M", "PRECISION")
 
 
 def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int):
-    """Compile one kernel as ``_config`` would launch it; return (config, cubin bytes)."""
+    """Compile one kernel as ``_config`` would launch it; return (config, cubin bytes, shared memory bytes)."""
     if not isinstance(kernel, triton.runtime.jit.JITFunction):
         raise RuntimeError("the kernels are interpreted: unset TRITON_INTERPRET to compile them")
     cfg = ts._config(16, n_units, has_force)
@@ -39,7 +41,7 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
     values = dict(HAS_FORCE=has_force, BLOCK_B=cfg["BLOCK_B"], BLOCK_M=cfg["BLOCK_M"], PRECISION=ts.PRECISION)
     src = ASTSource(kernel, sig, {(names.index(k),): v for k, v in values.items()})
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=cfg["num_warps"]))
-    return cfg, compiled.asm["cubin"]
+    return cfg, compiled.asm["cubin"], compiled.metadata.shared
 
 
 def resources(cubin: bytes) -> dict:
@@ -62,10 +64,11 @@ def main(argv=None):
     for M in args.units:
         for kernel in (ts._fwd_kernel, ts._bwd_kernel):
             for has_force in (False, True):
-                cfg, cubin = compile_kernel(kernel, args.dtype, has_force, M, args.arch)
+                cfg, cubin, shared = compile_kernel(kernel, args.dtype, has_force, M, args.arch)
                 res = resources(cubin)
                 print(f"M={M:4d} {kernel.fn.__name__:12s} force={has_force!s:5s} BLOCK_M={cfg['BLOCK_M']:4d} "
-                      f"warps={cfg['num_warps']:2d} registers={res.get('REG')} spill_stack={res.get('STACK')}B")
+                      f"warps={cfg['num_warps']:2d} registers={res.get('REG')} spill_stack={res.get('STACK')}B "
+                      f"shared={shared}B")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ on a machine without a GPU (``tests/conftest.py`` sets it when no GPU is present
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -113,10 +115,28 @@ def _config(B: int, M: int, has_force: bool = False) -> dict:
     return {**dict(BLOCK_B=16, BLOCK_M=block_m, num_warps=warps), **CONFIG}
 
 
+def fits(n_units: int, dtype: torch.dtype) -> bool:
+    """Whether the kernels' on-chip ``W`` fits the shared memory of every CUDA GPU triton supports.
+
+    ``tl.dot`` stages ``W`` (``BLOCK_M`` x ``BLOCK_M``) through shared memory, about 1.5 times its
+    size (``benchmarks/triton_compile_report.py`` prints it): float32 with 128 units needs 96 KiB,
+    within the 99 KiB per block of the smallest (sm_86/89) GPUs, but 256 units need 320 KiB, more
+    than any GPU has, and float64 with 128 units 193 KiB, more than an A100's 163 KiB. Larger
+    models fail at launch; ``"auto"`` takes the loop for them.
+    """
+    block_m = _config(16, n_units)["BLOCK_M"]
+    return block_m * block_m * torch.empty((), dtype=dtype).element_size() <= 64 * 1024
+
+
 CONFIG: dict = {}  # overrides of BLOCK_B / num_warps, for benchmarks/bench_recurrence.py --triton-sweep
 
 
 PRECISION = "ieee"  # full-precision tl.dot; "tf32x3" is the faster near-fp32 option to benchmark
+
+
+def _on(device: torch.device):
+    """Make ``device`` current for a launch: Triton launches on the current CUDA device, not the tensors'."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class _TritonScan(torch.autograd.Function):
@@ -131,9 +151,10 @@ class _TritonScan(torch.autograd.Function):
         cfg = _config(B, M, has_force)
         grid = (triton.cdiv(B, cfg["BLOCK_B"]),)
         out = torch.empty_like(drive)
-        _fwd_kernel[grid](
-            z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
-            HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        with _on(drive.device):
+            _fwd_kernel[grid](
+                z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
+                HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
         ctx.save_for_backward(z0, A, W, out, f, al)
         ctx.meta = (n_relu, has_force, N, cfg, grid)
         return out
@@ -148,8 +169,9 @@ class _TritonScan(torch.autograd.Function):
         prevs = torch.empty_like(out) if has_force else out  # forced previous states, if any
         dforce = torch.empty_like(f) if has_force else f
         dalpha = torch.empty_like(al) if has_force else al
-        _bwd_kernel[grid](grad.contiguous(), z0, out, A, W, f, al, dz0, ddrive, prevs, dforce, dalpha,
-                          B, T, M, N, M - n_relu, HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        with _on(out.device):
+            _bwd_kernel[grid](grad.contiguous(), z0, out, A, W, f, al, dz0, ddrive, prevs, dforce, dalpha,
+                              B, T, M, N, M - n_relu, HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
         need = ctx.needs_input_grad
         dA = dW = None
         if need[2] or need[3]:  # sums over trials and steps: one GEMM, off the serial time loop

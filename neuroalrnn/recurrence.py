@@ -25,7 +25,8 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     only in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 ``"auto"``
     ``"numba"`` on CPU; on CUDA ``"rnn"``, and ``"triton"`` for the cases ``"rnn"`` cannot represent
-    (``"loop"`` for other dtypes and devices, or without triton).
+    (``"loop"`` for other dtypes and devices, without triton, or for models whose ``W`` does not fit
+    the kernels' shared memory: above 128 units in float32, 64 in float64).
 
 ``"rnn"`` and ``"triton"`` are the GPU routes; on CPU ``"rnn"`` is correct but slower than
 ``"numba"`` (2M hidden units). ``"auto"`` prefers ``"rnn"`` (cuDNN) on CUDA until the Triton
@@ -106,10 +107,10 @@ def _exact_fallback(drive: torch.Tensor) -> str:
         return "numba"
     if drive.device.type == "cuda":
         try:
-            import neuroalrnn._triton_scan  # noqa: F401
+            from neuroalrnn._triton_scan import fits
         except ImportError:  # a CUDA torch without triton
             return "loop"
-        return "triton"
+        return "triton" if fits(drive.shape[-1], drive.dtype) else "loop"  # W must fit on chip
     return "loop"
 
 

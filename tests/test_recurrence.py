@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -275,6 +276,31 @@ def test_triton_kernels_compile_for_nvidia_gpus(tmp_path):
         lines += [line for line in run.stdout.splitlines() if "registers=" in line]
     assert len(lines) == 12, lines  # forward and backward, with and without forcing, per size
     assert all("registers=None" not in line for line in lines)
+    # all these sizes pass `fits`: they must launch on every GPU (at most 99 KiB of shared memory per block)
+    shared = [int(line.split("shared=")[1].rstrip("B")) for line in lines]
+    assert 0 < max(shared) <= 99 * 1024, lines
+
+
+def test_triton_fits_bounds_w_on_chip():
+    """'auto' sends a model to the Triton kernels only if its W fits their shared memory on any GPU."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    from neuroalrnn._triton_scan import fits
+
+    assert fits(1, torch.float32) and fits(128, torch.float32) and not fits(129, torch.float32)
+    assert fits(64, torch.float64) and not fits(65, torch.float64) and not fits(128, torch.float64)
+
+
+def test_triton_launches_on_the_tensors_device():
+    """Triton launches on the current CUDA device: the launches must switch to the tensors' one."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    from neuroalrnn._triton_scan import _on
+
+    guard = _on(torch.device("cuda", 1))  # built without a GPU; entering it would switch devices
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    with _on(torch.device("cpu")):  # the interpreter's CPU tensors: nothing to switch
+        pass
 
 
 def test_triton_refuses_cpu_tensors_when_compiled():
@@ -338,3 +364,8 @@ def test_auto_fallback_is_exact_and_fastest_per_device():
     assert _exact_fallback(torch.zeros(1)) == "numba"
     assert _exact_fallback(torch.zeros(1, dtype=torch.float16)) == "loop"  # numba has no half precision
     assert _exact_fallback(torch.zeros(1, device="meta")) == "loop"
+    if importlib.util.find_spec("triton") is not None:  # on CUDA: triton while W fits on chip (a stand-in tensor)
+        cuda = lambda M, dtype: SimpleNamespace(device=torch.device("cuda"), dtype=dtype, shape=(2, 3, M))  # noqa: E731
+        assert _exact_fallback(cuda(128, torch.float32)) == "triton"
+        assert _exact_fallback(cuda(200, torch.float32)) == "loop"
+        assert _exact_fallback(cuda(128, torch.float64)) == "loop"
