@@ -250,6 +250,23 @@ def test_triton_blocks_and_padding(B, M_, N):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.skipif(not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU")
+@pytest.mark.parametrize("T,N,P", [(1, 2, 2), (3, 0, M)])
+@pytest.mark.parametrize("wanted", [(4,), (5,), (2, 3)])
+def test_triton_one_step_no_forced_units_and_partial_grads(T, N, P, wanted):
+    """T = 1 (only the z0 branch of the adjoint), N = 0 forced units, and gradients of some inputs only."""
+    gen = torch.Generator().manual_seed(T)
+    xs = [torch.randn(*shape, generator=gen, dtype=torch.float64)
+          for shape in ((3, M), (3, T, M), (M,), (M, M), (3, T, N))] + [torch.rand(3, T, dtype=torch.float64)]
+    leaves = [x.requires_grad_(i in wanted) for i, x in enumerate(xs)]
+    out = alrnn_scan(*leaves[:4], P, *leaves[4:], backend="triton")
+    ref = alrnn_scan_reference(*leaves[:4], P, *leaves[4:])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g, sel = torch.randn_like(ref), [leaves[i] for i in wanted]
+    for a, b in zip(torch.autograd.grad(out, sel, g), torch.autograd.grad(ref, sel, g)):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
 def test_triton_gradcheck_alpha():
     if not TRITON_ON_CPU:
         pytest.skip("triton is not installed, or runs compiled for a GPU")
