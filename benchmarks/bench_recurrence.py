@@ -12,8 +12,9 @@ Usage: python benchmarks/bench_recurrence.py [--threads 1] [--repeats 15] [--dev
                                             [--triton-sweep] [--sizes B,T,M,P ...]
 (with TRITON_INTERPRET=1 and tiny --sizes, the Triton candidates run interpreted on CPU: a dry run
 of this script, not a timing). Prints median milliseconds per forward+backward, the ratio to
-nn.RNN and the speed-up over the loop, both wall-clock and process CPU time (with one thread everywhere, CPU time is robust to other jobs sharing the machine;
-wall time is what a user waits for on an idle one). On CUDA only wall time is meaningful.
+nn.RNN and the speed-up over the loop, both wall-clock and process CPU time (with one thread
+everywhere, CPU time is robust to other jobs sharing the machine; wall time is what a user waits
+for on an idle one). On CUDA only wall time is meaningful.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ def main(argv=None):
             for k, v in res.items():
                 print(f"  {which:4s} {k:32s} {v:9.3f} ms  {v / res['nn.RNN']:6.2f}x nn.RNN  "
                       f"loop/this {res['loop'] / v:6.1f}x")
+
 
 if __name__ == "__main__":
     main()
