@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
+from triton.runtime.errors import OutOfResources
 
 from neuroalrnn.recurrence import _phi
 
@@ -139,6 +140,16 @@ def _on(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def _launch(kernel, grid, device, cfg, *args, **constexprs):
+    """Launch on ``device``; a model too large for the GPU's shared memory gets an error naming the backend."""
+    try:
+        with _on(device):
+            kernel[grid](*args, **constexprs, **cfg)
+    except OutOfResources as err:
+        raise ValueError(f"backend: 'triton' cannot hold W of {cfg['BLOCK_M']} (padded) units on this GPU "
+                         f"({err}); use backend 'auto', 'rnn' or 'loop'") from None
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z0, drive, A, W, force, alpha, n_relu):
@@ -151,10 +162,8 @@ class _TritonScan(torch.autograd.Function):
         cfg = _config(B, M, has_force)
         grid = (triton.cdiv(B, cfg["BLOCK_B"]),)
         out = torch.empty_like(drive)
-        with _on(drive.device):
-            _fwd_kernel[grid](
-                z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
-                HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        _launch(_fwd_kernel, grid, drive.device, cfg, z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
+                HAS_FORCE=has_force, PRECISION=PRECISION)
         ctx.save_for_backward(z0, A, W, out, f, al)
         ctx.meta = (n_relu, has_force, N, cfg, grid)
         return out
@@ -169,9 +178,8 @@ class _TritonScan(torch.autograd.Function):
         prevs = torch.empty_like(out) if has_force else out  # forced previous states, if any
         dforce = torch.empty_like(f) if has_force else f
         dalpha = torch.empty_like(al) if has_force else al
-        with _on(out.device):
-            _bwd_kernel[grid](grad.contiguous(), z0, out, A, W, f, al, dz0, ddrive, prevs, dforce, dalpha,
-                              B, T, M, N, M - n_relu, HAS_FORCE=has_force, PRECISION=PRECISION, **cfg)
+        _launch(_bwd_kernel, grid, out.device, cfg, grad.contiguous(), z0, out, A, W, f, al, dz0, ddrive, prevs,
+                dforce, dalpha, B, T, M, N, M - n_relu, HAS_FORCE=has_force, PRECISION=PRECISION)
         need = ctx.needs_input_grad
         dA = dW = None
         if need[2] or need[3]:  # sums over trials and steps: one GEMM, off the serial time loop

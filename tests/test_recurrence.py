@@ -308,6 +308,26 @@ def test_triton_fits_bounds_w_on_chip():
     assert fits(64, torch.float64) and not fits(65, torch.float64) and not fits(128, torch.float64)
 
 
+@pytest.mark.skipif(not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU")
+def test_triton_too_large_for_shared_memory_names_the_backend(monkeypatch):
+    """A GPU without the shared memory W needs: an error naming the backend and the way out."""
+    from triton.runtime.errors import OutOfResources
+
+    from neuroalrnn import _triton_scan as ts
+
+    class TooLarge:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise OutOfResources(327936, 232448, "shared memory")
+            return launch
+
+    monkeypatch.setattr(ts, "_bwd_kernel", TooLarge())  # the forward still runs, interpreted
+    z0, drive, A, W, _, _ = _problem(1, None, torch.float32)
+    out = alrnn_scan(z0, drive, A, W.requires_grad_(), 1, backend="triton")
+    with pytest.raises(ValueError, match="backend: 'triton' cannot hold W of 16 .*'rnn' or 'loop'"):
+        out.sum().backward()
+
+
 def test_triton_launches_on_the_tensors_device():
     """Triton launches on the current CUDA device: the launches must switch to the tensors' one."""
     if importlib.util.find_spec("triton") is None:
