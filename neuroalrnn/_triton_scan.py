@@ -15,7 +15,7 @@ states equal the plain loop to float tolerance. Shapes are padded to powers of t
 
 With ``TRITON_INTERPRET=1`` set before triton is imported, the same kernels run on CPU tensors in
 Triton's interpreter: far too slow for work, but it lets the GPU code carry its correctness tests
-on a machine without a GPU (``tests/conftest.py`` sets it when no GPU is present).
+on a machine without a GPU (the root ``conftest.py`` sets it when no GPU is present).
 """
 
 from __future__ import annotations
