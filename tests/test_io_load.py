@@ -155,3 +155,21 @@ def test_netcdf_without_a_reader_says_what_to_install(tmp_path, ragged_ds, monke
             neuroalrnn.load(path)
     finally:
         list_engines.cache_clear()
+
+
+@pytest.mark.parametrize("text,kind", [('{"trials": [1, 2],\n "rt": [0.3, 0.4]}\n', "JSON"),
+                                       ("[1, 2,\n 3]\n", "JSON"),
+                                       ("<?xml version='1.0'?>\n<trials/>\n", "XML/HTML"),
+                                       ("dt: 0.01\nsubject: m1\nsessions:\n  - a\n", "YAML"),
+                                       ("---\nrt: 0.3\n", "YAML")])
+def test_structured_text_is_not_taken_for_a_table(tmp_path, text, kind):
+    """Since one-column CSVs are read, other text formats must be named, not parsed as a table."""
+    path = tmp_path / "config.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"config\.csv: {kind} text, which neuroalrnn does not read"):
+        neuroalrnn.load(path)
+
+
+def test_one_column_values_that_look_like_times_stay_a_csv(tmp_path):
+    (tmp_path / "t.csv").write_text("onset\n12:30\n13:00\n")
+    assert sniff(tmp_path / "t.csv") == "csv"

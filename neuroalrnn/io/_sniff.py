@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def sniff(path: str | os.PathLike) -> str:
             raise ValueError(f"{path}: looks like a zip/NPZ archive but it is truncated or corrupt")
         return "npz"
     if _looks_like_text(head):
+        other = _other_text_format(head.decode("utf-8", errors="ignore"))
+        if other:
+            raise ValueError(f"{path}: {other} text, which neuroalrnn does not read; expected one of: "
+                             f"{', '.join(FORMATS.values())}")
         return "csv"
     raise ValueError(f"{path}: unrecognised file content (first bytes {head[:8]!r}); expected one of: "
                      f"{', '.join(FORMATS.values())}")
@@ -106,6 +111,23 @@ def _has_matlab_class(path):
 
     with h5py.File(path, "r") as f:
         return any("MATLAB_class" in obj.attrs for obj in f.values())
+
+
+_YAML_LINE = re.compile(r"^\s*(-\s|[\w .-]+:(\s|$))")
+
+
+def _other_text_format(text: str) -> str | None:
+    """'JSON', 'XML/HTML' or 'YAML' when the text is one of those rather than a table, else None."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped[:1] in ("{", "["):
+        return "JSON"
+    if stripped[:1] == "<":
+        return "XML/HTML"
+    lines = [ln for ln in stripped.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if lines and (lines[0].strip() == "---" or all(_YAML_LINE.match(ln) and "," not in ln and "\t" not in ln
+                                                    for ln in lines[:-1] or lines)):
+        return "YAML"
+    return None
 
 
 def _looks_like_text(head: bytes) -> bool:
