@@ -96,8 +96,10 @@ def is_missing(values) -> np.ndarray:
     if values.dtype.kind in "US":
         return np.char.str_len(values) == 0
     if values.dtype == object:
-        flat = [v is None or (isinstance(v, (str, bytes)) and len(v) == 0)
-                or (isinstance(v, (float, np.floating)) and np.isnan(v)) for v in values.ravel()]
+        import pandas as pd  # pd.isna knows None, NaN, NaT, pd.NA and pd.NaT
+
+        flat = [(isinstance(v, (str, bytes)) and len(v) == 0) or (np.ndim(v) == 0 and bool(pd.isna(v)))
+                for v in values.ravel()]
         return np.array(flat, dtype=bool).reshape(values.shape)
     return np.zeros(values.shape, dtype=bool)
 

@@ -146,3 +146,12 @@ def test_object_str_coords_are_accepted_and_round_trip(tmp_path):
     back = neuroalrnn.load(tmp_path / "o.nc")
     assert back["block"].values.tolist() == ["a", "b", "a"]
     assert back["note"].values.tolist() == ["x", "", ""]  # netCDF stores missing strings as ""
+
+
+def test_is_missing_knows_every_missing_marker_in_object_arrays():
+    import pandas as pd
+
+    from neuroalrnn.schema import is_missing
+
+    values = np.array(["a", "", None, np.nan, pd.NA, pd.NaT, np.datetime64("NaT"), 0, "x", [1]], dtype=object)
+    assert is_missing(values).tolist() == [False, True, True, True, True, True, True, False, False, False]
