@@ -145,6 +145,8 @@ class ALRNN(nn.Module):
             if isinstance(x, torch.Tensor) and x.dtype.is_floating_point:
                 given[name] = x.dtype
             elif isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+                if x.dtype not in (np.float16, np.float32, np.float64):  # e.g. longdouble: torch has none
+                    raise TypeError(f"{name}: expected float16/32/64 values, got {x.dtype}")
                 given[name] = torch.from_numpy(np.empty(0, x.dtype)).dtype
             if not t.dtype.is_floating_point:
                 t = t.to(torch.float64)

@@ -263,3 +263,8 @@ def test_step_and_readout_name_a_dtype_mismatch():
         m.readout(z32)
     states, _ = m(torch.zeros(2, 4, 3))  # forward converts its inputs to the model's dtype
     assert states.dtype == torch.float64
+
+
+def test_from_params_names_a_float_dtype_torch_lacks():
+    with pytest.raises(TypeError, match="A: expected float16/32/64"):
+        ALRNN.from_params(A=np.ones(2, np.longdouble), W=np.zeros((2, 2)), h=np.zeros(2), n_relu=1)
