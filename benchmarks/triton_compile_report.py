@@ -40,7 +40,7 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
            for i, n in enumerate(names)}
     values = dict(HAS_FORCE=has_force, BLOCK_B=cfg["BLOCK_B"], BLOCK_M=cfg["BLOCK_M"], PRECISION=ts.PRECISION)
     src = ASTSource(kernel, sig, {(names.index(k),): v for k, v in values.items()})
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=cfg["num_warps"]))
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=cfg["num_warps"], enable_fp_fusion=True))
     return cfg, compiled.asm["cubin"], compiled.metadata.shared
 
 

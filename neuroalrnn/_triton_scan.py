@@ -144,7 +144,8 @@ def _launch(kernel, grid, device, cfg, *args, **constexprs):
     """Launch on ``device``; a model too large for the GPU's shared memory gets an error naming the backend."""
     try:
         with _on(device):
-            kernel[grid](*args, **constexprs, **cfg)
+            # FMA contraction as Triton has always done (explicit: triton >= 3.9 warns when left to default)
+            kernel[grid](*args, **constexprs, **cfg, enable_fp_fusion=True)
     except OutOfResources as err:
         raise ValueError(f"backend: 'triton' cannot hold W of {cfg['BLOCK_M']} (padded) units on this GPU "
                          f"({err}); use backend 'auto', 'rnn' or 'loop'") from None
