@@ -197,14 +197,14 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
         if states is not None:
             return states
         backend = "auto"  # not representable, or exactly-zero states: use an exact backend
+    if backend == "auto":  # resolved before the dispatch below, which may then pick triton
+        backend = _exact_fallback(drive)
     if backend == "triton":
         try:
             from neuroalrnn._triton_scan import triton_scan
         except ImportError as err:
             raise ValueError(f"backend: 'triton' needs the triton package ({err})") from None
         return triton_scan(z0, drive, A, W, n_relu, force, alpha_bt)
-    if backend == "auto":
-        backend = _exact_fallback(drive)
     if backend == "numba":
         if drive.device.type != "cpu":
             raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")

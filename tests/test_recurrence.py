@@ -406,3 +406,19 @@ def test_auto_fallback_is_exact_and_fastest_per_device():
         assert _exact_fallback(cuda(128, torch.float32)) == "triton"
         assert _exact_fallback(cuda(200, torch.float32)) == "loop"
         assert _exact_fallback(cuda(128, torch.float64)) == "loop"
+
+
+@pytest.mark.skipif(not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU")
+def test_auto_runs_the_backend_its_fallback_names(monkeypatch):
+    """When the fused identity cannot take a case, auto must run what _exact_fallback names (triton on CUDA)."""
+    import neuroalrnn._triton_scan as ts
+    import neuroalrnn.recurrence as rec
+
+    calls = []
+    real = ts.triton_scan
+    monkeypatch.setattr(ts, "triton_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(rec, "_exact_fallback", lambda drive: "triton")  # what a CUDA GPU gets
+    z0, drive, A, W, force, alpha = _problem(2, "per-step", torch.float64)  # per-step alpha: not foldable
+    out = alrnn_scan(z0, drive, A, W, 2, force, alpha)
+    assert calls == [1]
+    torch.testing.assert_close(out, alrnn_scan_reference(z0, drive, A, W, 2, force, alpha))
