@@ -33,7 +33,7 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
     """Compile one kernel as ``_config`` would launch it; return (config, cubin bytes, shared memory bytes)."""
     if not isinstance(kernel, triton.runtime.jit.JITFunction):
         raise RuntimeError("the kernels are interpreted: unset TRITON_INTERPRET to compile them")
-    cfg = ts._config(16, n_units, has_force)
+    cfg = ts._config(n_units, has_force)
     names = list(inspect.signature(kernel.fn).parameters)
     n_ptr = names.index("B")  # pointers come first, then the int sizes, then the constexprs
     sig = {n: (f"*{dtype}" if i < n_ptr else "constexpr" if n in CONSTEXPRS else "i32")

@@ -103,7 +103,11 @@ def interpreted() -> bool:
     return type(_fwd_kernel).__name__ == "InterpretedFunction"
 
 
-def _config(B: int, M: int, has_force: bool = False) -> dict:
+CONFIG: dict = {}  # overrides of BLOCK_B / num_warps, for benchmarks/bench_recurrence.py --triton-sweep
+PRECISION = "ieee"  # full-precision tl.dot; "tf32x3" is the faster near-fp32 option to benchmark
+
+
+def _config(M: int, has_force: bool = False) -> dict:
     """Block sizes and warps; ``tl.dot`` needs every dimension >= 16.
 
     The warps keep registers from spilling when compiled for sm_90 (checked offline by
@@ -125,14 +129,8 @@ def fits(n_units: int, dtype: torch.dtype) -> bool:
     than any GPU has, and float64 with 128 units 193 KiB, more than an A100's 163 KiB. Larger
     models fail at launch; ``"auto"`` takes the loop for them.
     """
-    block_m = _config(16, n_units)["BLOCK_M"]
+    block_m = _config(n_units)["BLOCK_M"]
     return block_m * block_m * torch.empty((), dtype=dtype).element_size() <= 64 * 1024
-
-
-CONFIG: dict = {}  # overrides of BLOCK_B / num_warps, for benchmarks/bench_recurrence.py --triton-sweep
-
-
-PRECISION = "ieee"  # full-precision tl.dot; "tf32x3" is the faster near-fp32 option to benchmark
 
 
 def _on(device: torch.device):
@@ -160,7 +158,7 @@ class _TritonScan(torch.autograd.Function):
         f = force.contiguous() if has_force else drive.new_empty((1,))
         al = alpha.contiguous() if has_force else drive.new_empty((1,))
         N = force.shape[2] if has_force else 0
-        cfg = _config(B, M, has_force)
+        cfg = _config(M, has_force)
         grid = (triton.cdiv(B, cfg["BLOCK_B"]),)
         out = torch.empty_like(drive)
         _launch(_fwd_kernel, grid, drive.device, cfg, z0, drive, A, W, f, al, out, B, T, M, N, M - n_relu,
