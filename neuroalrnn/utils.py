@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and seeding."""
+"""Small shared helpers: atomic file writes, seeding and checking numeric parameters."""
 
 from __future__ import annotations
 
@@ -77,3 +77,36 @@ def torch_generator(seed, device="cpu"):
     else:
         gen.manual_seed(int(check_random_state(seed).integers(2**62)) if isinstance(seed, np.random.Generator) else int(seed))
     return gen
+
+
+def check_number(name: str, value, low=None, high=None, *, open_low: bool = False, optional: bool = False,
+                 expected: str | None = None) -> float | None:
+    """``value`` as a finite float in [low, high] ((low, high] with ``open_low``), else an error naming ``name``.
+
+    A TypeError for what is not a number (bools included), a ValueError for a number out of range;
+    ``None`` passes when ``optional``. ``expected`` replaces the generated description in messages.
+
+    Examples
+    --------
+    >>> check_number("lr", 0.01, 0, open_low=True)
+    0.01
+    >>> check_number("lr", 0, 0, open_low=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr: expected a finite number > 0, got 0.0
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+        value = value.item()  # a 0-d numeric array is a number
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        what = expected or ("None or a number" if optional else "a number")
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and (low is None or value > low or (value == low and not open_low))
+            and (high is None or value <= high)):
+        bounds = [] if low is None else [f"{'>' if open_low else '>='} {low}"]
+        bounds += [] if high is None else [f"<= {high}"]
+        what = expected or f"a finite number {' and '.join(bounds)}".rstrip()
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value

@@ -38,3 +38,21 @@ def test_torch_generator_is_reproducible():
     assert not torch.equal(a, torch.rand(3, generator=torch_generator(8)))
     b = torch.rand(3, generator=torch_generator(np.random.default_rng(1)))
     assert torch.equal(b, torch.rand(3, generator=torch_generator(np.random.default_rng(1))))
+
+
+def test_check_number_types_bounds_and_messages():
+    from neuroalrnn.utils import check_number
+
+    assert check_number("x", np.float32(0.5), 0, 1) == 0.5
+    assert check_number("x", np.array(3), 0) == 3.0  # a 0-d array is a number
+    assert check_number("x", None, optional=True) is None
+    assert check_number("x", 0, 0) == 0.0  # closed lower bound
+    for bad in ("1", None, True, [1.0], np.array([1.0])):
+        with pytest.raises(TypeError, match="x: expected a number"):
+            check_number("x", bad)
+    for bad, kwargs in ((0, dict(low=0, open_low=True)), (1.5, dict(low=0, high=1)), (float("nan"), {}),
+                        (float("inf"), {}), (-1, dict(low=0))):
+        with pytest.raises(ValueError, match="x: expected a finite number"):
+            check_number("x", bad, **kwargs)
+    with pytest.raises(TypeError, match="dt: expected seconds, got str"):
+        check_number("dt", "a", expected="seconds")

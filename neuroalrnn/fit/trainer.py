@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neuroalrnn.utils import atomic_write
+from neuroalrnn.utils import atomic_write, check_number
 
 CHECKPOINT_VERSION = 1
 
@@ -77,22 +77,6 @@ def _check_data(name, data):
     if n == 0:
         raise ValueError(f"{name}: no trials")
     return dict(data), n
-
-
-def _number(name, value, low=None, high=None, *, open_low=False, optional=False):
-    """``value`` as a finite float in [low, high] ((low, high] with ``open_low``), else an error naming ``name``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        none = "None or " if optional else ""
-        raise TypeError(f"{name}: expected {none}a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (np.isfinite(value) and (low is None or value > low or (value == low and not open_low))
-            and (high is None or value <= high)):
-        bounds = [] if low is None else [f"{'>' if open_low else '>='} {low}"]
-        bounds += [] if high is None else [f"<= {high}"]
-        raise ValueError(f"{name}: expected a finite number {' and '.join(bounds)}".rstrip() + f", got {value!r}")
-    return value
 
 
 def _permutation(seed, epoch, n):
@@ -194,10 +178,10 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
         raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
     if select_mode not in ("min", "max"):
         raise ValueError(f"select_mode: expected 'min' or 'max', got {select_mode!r}")
-    lr = _number("lr", lr, 0, open_low=True)
-    lr_decay = _number("lr_decay", lr_decay, 0, 1, open_low=True)
-    weight_decay = _number("weight_decay", weight_decay, 0)
-    clip_grad_norm = _number("clip_grad_norm", clip_grad_norm, 0, open_low=True, optional=True)
+    lr = check_number("lr", lr, 0, open_low=True)
+    lr_decay = check_number("lr_decay", lr_decay, 0, 1, open_low=True)
+    weight_decay = check_number("weight_decay", weight_decay, 0)
+    clip_grad_norm = check_number("clip_grad_norm", clip_grad_norm, 0, open_low=True, optional=True)
     opts = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
     if optimizer not in opts:
         raise ValueError(f"optimizer: expected one of {sorted(opts)}, got {optimizer!r}")

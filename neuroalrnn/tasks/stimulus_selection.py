@@ -29,7 +29,7 @@ import xarray as xr
 
 from neuroalrnn.schema import from_arrays, validate
 from neuroalrnn.tasks.memory import _int
-from neuroalrnn.utils import check_random_state
+from neuroalrnn.utils import check_number, check_random_state
 
 INPUT_NAMES = ("fixation", "ctx_motion", "ctx_color", "motion", "color")
 CONTEXTS = ("motion", "color")
@@ -82,12 +82,18 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     (5, ['color', 'motion'])
     """
     n_trials = _int("n_trials", n_trials)
-    dt = float(_numbers("dt", dt, "a positive number of seconds", positive=True))
-    noise = float(_numbers("noise", noise, "a non-negative number"))
-    fixation_weight = float(_numbers("fixation_weight", fixation_weight, "a non-negative number"))
+    dt = check_number("dt", dt, 0, open_low=True, expected="a positive number of seconds")
+    noise = check_number("noise", noise, 0, expected="a non-negative number")
+    fixation_weight = check_number("fixation_weight", fixation_weight, 0, expected="a non-negative number")
     if cue_until not in _CUE_UNTIL:
         raise ValueError(f"cue_until: expected one of {_CUE_UNTIL}, got {cue_until!r}")
-    coh = _numbers("coherences", coherences, "a non-empty list of non-negative numbers", ndim=1)
+    coh = np.asarray(coherences)
+    expected = "a non-empty list of non-negative numbers"
+    if coh.dtype.kind not in "iuf":
+        raise TypeError(f"coherences: expected {expected}, got {type(coherences).__name__} {coherences!r}")
+    coh = coh.astype(float)
+    if coh.ndim != 1 or not coh.size or not np.isfinite(coh).all() or (coh < 0).any():
+        raise ValueError(f"coherences: expected {expected}, got {coherences!r}")
     rng = check_random_state(seed)
     steps = _draw_steps(timing, dt, n_trials, rng)
 
@@ -130,19 +136,6 @@ def stimulus_selection(n_trials: int, *, dt: float = 0.05, timing: Mapping | Non
     for i, w in enumerate(weights):
         lw[i, : len(w)] = w
     return ds.assign(loss_weight=(("trial", "time"), lw))
-
-
-def _numbers(name, value, expected, *, positive=False, ndim=0):
-    """``value`` as finite float(s) >= 0 (> 0 if ``positive``) of ``ndim`` dims (1: non-empty), else an
-    error naming ``name``: TypeError for non-numbers, ValueError for numbers out of range."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
-    arr = arr.astype(float)
-    if arr.ndim != ndim or not arr.size or not np.isfinite(arr).all() or (arr < 0).any() \
-            or (positive and (arr == 0).any()):
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return arr
 
 
 def _draw_steps(timing, dt, n_trials, rng):
