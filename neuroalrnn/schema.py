@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 SIGNALS = {"activity": "unit", "inputs": "input", "targets": "output"}
@@ -96,8 +97,7 @@ def is_missing(values) -> np.ndarray:
     if values.dtype.kind in "US":
         return np.char.str_len(values) == 0
     if values.dtype == object:
-        import pandas as pd  # pd.isna knows None, NaN, NaT, pd.NA and pd.NaT
-
+        # pd.isna knows None, NaN, NaT, pd.NA and pd.NaT
         flat = [(isinstance(v, (str, bytes)) and len(v) == 0) or (np.ndim(v) == 0 and bool(pd.isna(v)))
                 for v in values.ravel()]
         return np.array(flat, dtype=bool).reshape(values.shape)
