@@ -11,4 +11,4 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-collect_ignore = [] if importlib.util.find_spec("triton") else ["neuroalrnn/_triton_scan.py"]
+collect_ignore = [] if importlib.util.find_spec("triton") else ["neuroalrnn/model/_triton.py"]

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from neuroalrnn.recurrence import alrnn_scan, alrnn_scan_reference
+from neuroalrnn.model.recurrence import alrnn_scan, alrnn_scan_reference
 
 SIZES = [(16, 200, 20, 2), (64, 200, 64, 8), (16, 1000, 32, 4)]
 CUDA_SIZES = SIZES + [(256, 500, 128, 16)]  # the GPU goal: <= 1.5x of cuDNN nn.RNN here
@@ -77,7 +77,7 @@ def bench_size(B, T, M, P, device, repeats, dtype=torch.float32, triton_sweep=Fa
         res["numba"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="numba")), device, repeats)
     res["rnn-2M"] = _time(run(lambda: alrnn_scan(z0, drive, A, W, P, backend="rnn")), device, repeats)
     if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":  # interpreted: a dry run
-        from neuroalrnn import _triton_scan as ts
+        from neuroalrnn.model import _triton as ts
 
         ref = alrnn_scan(z0, drive, A, W, P, backend="loop").detach()
         triton_fn = run(lambda: alrnn_scan(z0, drive, A, W, P, backend="triton"))

@@ -16,7 +16,7 @@ fi
 out="${OUT:-.}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$out/gpu.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="-ra" tests/test_recurrence.py tests/test_model.py \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="-ra" tests/test_model_recurrence.py tests/test_model.py \
     2>&1 | tee "$out/cuda_tests.txt"
 timeout 240 python3 benchmarks/bench_recurrence.py --device cuda --repeats 21 --triton-sweep 2>&1 | tee "$out/bench_cuda.txt"
 timeout 130 python3 benchmarks/gpu_fit_check.py --device cuda 2>&1 | tee "$out/fit_cuda.txt"

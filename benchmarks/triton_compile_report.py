@@ -4,8 +4,8 @@ No GPU is needed: Triton lowers the kernels to PTX and ptxas (bundled with trito
 for the target architecture, so this checks that the compiled path (not only the interpreter the
 CPU tests use) accepts the kernels, and shows registers, spill stack and shared memory (a launch
 fails above the GPU's per-block limit: 99 KiB on sm_86/89, 163 KiB on A100, 227 KiB on H100; see
-``neuroalrnn._triton_scan.fits``) per configuration that
-``neuroalrnn._triton_scan._config`` picks. Registers that spill to local memory slow the serial
+``neuroalrnn.model._triton.fits``) per configuration that
+``neuroalrnn.model._triton._config`` picks. Registers that spill to local memory slow the serial
 time loop; the speed itself can only be measured on a GPU (``benchmarks/gpu_check.sh``).
 
 Usage: python benchmarks/triton_compile_report.py [--arch 90] [--units 20 64 128] [--dtype fp32]
@@ -24,7 +24,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from neuroalrnn import _triton_scan as ts
+from neuroalrnn.model import _triton as ts
 
 CONSTEXPRS = ("HAS_FORCE", "BLOCK_B", "BLOCK_M", "PRECISION")
 

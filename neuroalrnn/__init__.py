@@ -19,7 +19,7 @@ _LAZY = {
     "load_sample": "neuroalrnn.sample",
 }
 _SUBMODULES = {"schema", "io", "preprocess", "tasks", "model", "fit", "analysis",
-               "estimators", "compare", "plot", "cli", "sample", "recurrence"}
+               "estimators", "compare", "plot", "cli", "sample"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

@@ -62,7 +62,7 @@ def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha, ragge
 def test_sparse_forcing_cuts_gradient_into_replaced_entries(rng, alpha, cut):
     # W = 0: the observed units evolve on their own, so after a full (alpha = 1) forcing at
     # step tau the predictions no longer depend on the first observation; partial forcing keeps it
-    from neuroalrnn.recurrence import alrnn_scan
+    from neuroalrnn.model.recurrence import alrnn_scan
 
     module = _module()
     model = module.model

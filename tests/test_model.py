@@ -174,7 +174,7 @@ def test_load_refuses_tampered_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="checksum"):
         load_model(tmp_path / "p.safetensors")
     # 5) version 1 files (checksum of the tensors only) still load
-    from neuroalrnn._model_io import _checksum
+    from neuroalrnn.model._io import _checksum
     save_file(tensors, tmp_path / "v1.safetensors", metadata=dict(meta, version="1", sha256=_checksum(tensors)))
     assert load_model(tmp_path / "v1.safetensors").n_relu == 2
     save_file({"weight": torch.zeros(3, 3)}, tmp_path / "foreign.safetensors")

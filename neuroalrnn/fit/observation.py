@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..recurrence import alrnn_scan
+from ..model.recurrence import alrnn_scan
 from ..utils import torch_generator
 
 __all__ = ["IdentityObservation", "LinearObservation", "ObservedALRNN", "make_observation"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..recurrence import alrnn_scan
+from ..model.recurrence import alrnn_scan
 
 __all__ = ["zscore_stats", "to_tensors", "make_evaluate", "METRICS"]
 

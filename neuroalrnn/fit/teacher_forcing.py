@@ -1,7 +1,7 @@
 """Teacher-forced fitting of an AL-RNN to recorded trials (dynamical-systems reconstruction).
 
 One objective covers both forms of teacher forcing, run through the fast recurrence
-(:func:`neuroalrnn.recurrence.alrnn_scan` with per-step ``alpha``):
+(:func:`neuroalrnn.model.recurrence.alrnn_scan` with per-step ``alpha``):
 
 * sparse (identity) forcing (``forcing="sparse"``, ``tau`` = 16, ``alpha`` = 1): every
   ``tau`` steps the observed units are replaced by the data; alpha = 1 multiplies the
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..recurrence import alrnn_scan
+from ..model.recurrence import alrnn_scan
 from .recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
 
 __all__ = ["TeacherForcingObjective", "fit_teacher_forcing", "jacobian_norm_bound", "teacher_forcing_alpha",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuroalrnn.recurrence import BACKENDS, _phi, alrnn_scan
+from neuroalrnn.model.recurrence import BACKENDS, _phi, alrnn_scan
 from neuroalrnn.utils import torch_generator
 
 INITS = ("reference", "identity", "normal")
@@ -63,7 +63,7 @@ class ALRNN(nn.Module):
         ``"auto"`` picks CUDA when available.
     dtype : torch.dtype
     backend : {"auto", "numba", "rnn", "triton", "loop"}
-        Backend of :func:`neuroalrnn.recurrence.alrnn_scan` used by ``forward``/``simulate``.
+        Backend of :func:`neuroalrnn.model.recurrence.alrnn_scan` used by ``forward``/``simulate``.
 
     Examples
     --------
@@ -270,7 +270,7 @@ class ALRNN(nn.Module):
         """Run over ``inputs`` (B, T, K) from ``z0`` (B, M; default 0).
 
         Returns ``(states (B, T, M), outputs (B, T, O))`` for steps 1..T. ``force``/``alpha`` are passed
-        to :func:`neuroalrnn.recurrence.alrnn_scan` (teacher forcing of the first N units), with the
+        to :func:`neuroalrnn.model.recurrence.alrnn_scan` (teacher forcing of the first N units), with the
         model's ``backend``. ``inputs`` and ``z0`` (tensors, numpy arrays or lists) are converted to the
         model's dtype; ``force`` must already have it.
 
@@ -338,7 +338,7 @@ class ALRNN(nn.Module):
 
     def save(self, path) -> None:
         """Save to a safetensors file (hyper-parameters and a checksum in its metadata)."""
-        from neuroalrnn._model_io import save_model
+        from neuroalrnn.model._io import save_model
 
         save_model(self, path)
 
@@ -356,6 +356,6 @@ def load_model(path, *, device="cpu", dtype: torch.dtype | None = None) -> ALRNN
     >>> load_model(path).n_relu
     2
     """
-    from neuroalrnn._model_io import load_model as _load
+    from neuroalrnn.model._io import load_model as _load
 
     return _load(path, device=device, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The ``"rnn"`` backend of :func:`neuroalrnn.recurrence.alrnn_scan`: an AL-RNN as a 2M-unit ReLU RNN.
+"""The ``"rnn"`` backend of :func:`neuroalrnn.model.recurrence.alrnn_scan`: an AL-RNN as a 2M-unit ReLU RNN.
 
 With ``z = relu(z) - relu(-z)`` and hidden ``u = [relu(z); relu(-z)]``, the AL-RNN step is
 ``u_t = relu(w_hh u_{t-1} + w_ih x_t)``, ``w_hh = [[K], [-K]]``, ``w_ih = [[I], [-I]]``, ``x_t`` the
@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-from neuroalrnn.recurrence import _phi
+from neuroalrnn.model.recurrence import _phi
 
 
 def rnn_identity_weights(A: torch.Tensor, W: torch.Tensor, n_relu: int, n_force: int = 0,

@@ -1,4 +1,4 @@
-"""Fused CPU backend of :func:`neuroalrnn.recurrence.alrnn_scan`: numba forward and adjoint.
+"""Fused CPU backend of :func:`neuroalrnn.model.recurrence.alrnn_scan`: numba forward and adjoint.
 
 The time loop runs in compiled code on the (batch, time, units) arrays as given (no transposed
 copies); each step is one small GEMM

@@ -11,9 +11,9 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
     ``alrnn_scan_reference``, a plain per-step loop of torch ops: the definition.
 ``"numba"``
     a fused compiled loop (CPU, float32/float64) with a hand-written reverse-time adjoint
-    (``neuroalrnn._numba_scan``).
+    (``neuroalrnn.model._numba``).
 ``"rnn"``
-    the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)`` (``neuroalrnn._rnn_identity``):
+    the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)`` (``neuroalrnn.model._rnn_identity``):
     one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU, oneDNN on CPU). Constant-alpha
     forcing of linear units folds into it; sparse forcing (few forced steps) runs one call per
     interval. Other forcing, and calls where a state is exactly 0 while gradients are
@@ -21,7 +21,7 @@ Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` a
 ``"triton"``
     persistent Triton kernels (CUDA, float32/float64): one program per block of trials runs the
     whole time loop with ``W`` on chip, and a hand-written reverse-time adjoint
-    (``neuroalrnn._triton_scan``). Every case is exact, forcing included. On CPU tensors it runs
+    (``neuroalrnn.model._triton``). Every case is exact, forcing included. On CPU tensors it runs
     only in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 ``"auto"``
     ``"numba"`` on CPU; on CUDA ``"rnn"``, and ``"triton"`` for the cases ``"rnn"`` cannot represent
@@ -107,7 +107,7 @@ def _exact_fallback(drive: torch.Tensor) -> str:
         return "numba"
     if drive.device.type == "cuda":
         try:
-            from neuroalrnn._triton_scan import fits
+            from neuroalrnn.model._triton import fits
         except ImportError:  # a CUDA torch without triton
             return "loop"
         return "triton" if fits(drive.shape[-1], drive.dtype) else "loop"  # W must fit on chip
@@ -190,7 +190,7 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     if drive.shape[1] == 0:
         return drive.new_zeros(drive.shape) + 0 * z0[:, None, :]  # keeps the autograd graph
     if backend in ("auto", "rnn") and (backend == "rnn" or drive.device.type != "cpu"):
-        from neuroalrnn._rnn_identity import plan, rnn_scan
+        from neuroalrnn.model._rnn_identity import plan, rnn_scan
 
         how = plan(force, alpha, alpha_bt, n_relu, M)
         states = None if how is None else rnn_scan(z0, drive, A, W, n_relu, force, alpha, alpha_bt, how)
@@ -201,14 +201,14 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
         backend = _exact_fallback(drive)
     if backend == "triton":
         try:
-            from neuroalrnn._triton_scan import triton_scan
+            from neuroalrnn.model._triton import triton_scan
         except ImportError as err:
             raise ValueError(f"backend: 'triton' needs the triton package ({err})") from None
         return triton_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     if backend == "numba":
         if drive.device.type != "cpu":
             raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")
-        from neuroalrnn._numba_scan import numba_scan
+        from neuroalrnn.model._numba import numba_scan
 
         return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
     return alrnn_scan_reference(z0, drive, A, W, n_relu, force, alpha_bt)

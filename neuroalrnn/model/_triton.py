@@ -1,11 +1,11 @@
-"""Fused GPU backend of :func:`neuroalrnn.recurrence.alrnn_scan`: persistent Triton kernels.
+"""Fused GPU backend of :func:`neuroalrnn.model.recurrence.alrnn_scan`: persistent Triton kernels.
 
 One program owns a block of ``BLOCK_B`` trials for the whole time loop and keeps ``W``, ``A`` and
 its states in registers: each step is one small ``tl.dot`` (``phi(prev) @ W.T``) plus fused
 elementwise work, with no kernel launch per step. The backward pass is a second persistent kernel,
 a hand-written reverse-time adjoint that recomputes ``phi`` (and the forced previous state) from
 the saved states, so memory is O(B T M) as in the numba backend (the same maths:
-``neuroalrnn._numba_scan``). ``dA`` and ``dW`` are sums over all trials and steps, so they are
+``neuroalrnn.model._numba``). ``dA`` and ``dW`` are sums over all trials and steps, so they are
 taken afterwards as one GEMM over the adjoints and the previous states: off the serial time loop,
 and without holding a second M x M block in registers.
 
@@ -28,7 +28,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 from triton.runtime.errors import OutOfResources
 
-from neuroalrnn.recurrence import _phi
+from neuroalrnn.model.recurrence import _phi
 
 
 @triton.jit

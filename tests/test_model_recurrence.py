@@ -1,4 +1,4 @@
-"""Tests for neuroalrnn.recurrence: every backend equals the plain step-by-step definition."""
+"""Tests for neuroalrnn.model.recurrence: every backend equals the plain step-by-step definition."""
 import importlib.util
 import os
 import subprocess
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn._rnn_identity import plan, rnn_identity_weights
+from neuroalrnn.model._rnn_identity import plan, rnn_identity_weights
 from neuroalrnn.model import ALRNN
-from neuroalrnn.recurrence import _phi, alrnn_scan, alrnn_scan_reference
+from neuroalrnn.model.recurrence import _phi, alrnn_scan, alrnn_scan_reference
 
 try:
-    from neuroalrnn._triton_scan import interpreted as _triton_interpreted
+    from neuroalrnn.model._triton import interpreted as _triton_interpreted
     TRITON_ON_CPU = _triton_interpreted()
 except ImportError:
     TRITON_ON_CPU = False
@@ -169,8 +169,8 @@ def _sparse_alpha(dtype):
                                              (1, "per-step", None), (M, "few", "sparse"), (1, "few", "sparse")])
 def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
     """The equality tests must exercise the fused identity path, not only its fallbacks."""
-    from neuroalrnn._rnn_identity import rnn_scan
-    from neuroalrnn.recurrence import _broadcast_alpha
+    from neuroalrnn.model._rnn_identity import rnn_scan
+    from neuroalrnn.model.recurrence import _broadcast_alpha
 
     z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float64, T=12)
     if forcing == "few":
@@ -302,7 +302,7 @@ def test_triton_fits_bounds_w_on_chip():
     """'auto' sends a model to the Triton kernels only if its W fits their shared memory on any GPU."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
-    from neuroalrnn._triton_scan import fits
+    from neuroalrnn.model._triton import fits
 
     assert fits(1, torch.float32) and fits(128, torch.float32) and not fits(129, torch.float32)
     assert fits(64, torch.float64) and not fits(65, torch.float64) and not fits(128, torch.float64)
@@ -313,7 +313,7 @@ def test_triton_too_large_for_shared_memory_names_the_backend(monkeypatch):
     """A GPU without the shared memory W needs: an error naming the backend and the way out."""
     from triton.runtime.errors import OutOfResources
 
-    from neuroalrnn import _triton_scan as ts
+    from neuroalrnn.model import _triton as ts
 
     class TooLarge:
         def __getitem__(self, grid):
@@ -332,7 +332,7 @@ def test_triton_launches_on_the_tensors_device():
     """Triton launches on the current CUDA device: the launches must switch to the tensors' one."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
-    from neuroalrnn._triton_scan import _on
+    from neuroalrnn.model._triton import _on
 
     guard = _on(torch.device("cuda", 1))  # built without a GPU; entering it would switch devices
     assert isinstance(guard, torch.cuda.device) and guard.idx == 1
@@ -396,7 +396,7 @@ def test_bad_input(kwargs, match):
 
 
 def test_auto_fallback_is_exact_and_fastest_per_device():
-    from neuroalrnn.recurrence import _exact_fallback
+    from neuroalrnn.model.recurrence import _exact_fallback
 
     assert _exact_fallback(torch.zeros(1)) == "numba"
     assert _exact_fallback(torch.zeros(1, dtype=torch.float16)) == "loop"  # numba has no half precision
@@ -411,8 +411,8 @@ def test_auto_fallback_is_exact_and_fastest_per_device():
 @pytest.mark.skipif(not TRITON_ON_CPU, reason="triton is not installed, or runs compiled for a GPU")
 def test_auto_runs_the_backend_its_fallback_names(monkeypatch):
     """When the fused identity cannot take a case, auto must run what _exact_fallback names (triton on CUDA)."""
-    import neuroalrnn._triton_scan as ts
-    import neuroalrnn.recurrence as rec
+    import neuroalrnn.model._triton as ts
+    import neuroalrnn.model.recurrence as rec
 
     calls = []
     real = ts.triton_scan
