@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
 from neuroalrnn.analysis.dsr import (hellinger_distance, n_step_prediction_error,
                                      power_spectrum_error, state_space_divergence)
@@ -49,23 +51,61 @@ def test_binning_orders_and_ragged_trials(rng):
     assert np.isnan(state_space_divergence(x, x + 100))
 
 
-def test_gmm_version(rng):
-    x = rng.normal(size=(600, 11))
+def _gmm_log_density(z, centres, var=1.0):
+    """log of the equal-weight mixture of N(c, var I) at each row of z, with scipy (independent)."""
+    comp = np.stack([multivariate_normal(mean=c, cov=var * np.eye(len(c))).logpdf(z) for c in centres], 1)
+    return logsumexp(comp, axis=1) - np.log(len(centres))
+
+
+def test_gmm_matches_log_space_reference_with_the_same_draws(rng):
+    x = rng.normal(size=(300, 11))
+    y = rng.normal(size=(300, 11)) + 0.3
     assert state_space_divergence(x, x, seed=0) == pytest.approx(0.0, abs=1e-9)
-    a = state_space_divergence(x, x + 0.3, seed=1)
-    b = state_space_divergence(x, x + 1.5, seed=1)
-    assert 0 < a < b
-    assert a == state_space_divergence(x, x + 0.3, seed=1)  # seeded
-    # independent re-computation of the Monte-Carlo estimate with the same draws
+    got = state_space_divergence(x, y, seed=1)
+    assert got == state_space_divergence(x, y, seed=1)  # seeded
+    # the same Monte-Carlo draws, every density evaluated by scipy in log space
     gen = np.random.default_rng(1)
-    t = gen.integers(0, 600, size=1000)
-    z = x[t] + gen.standard_normal((1000, 11))
-    dens = lambda mu: np.exp(-0.5 * ((z[:, None, :] - mu[None]) ** 2).sum(-1)).mean(1)
-    prior, post = dens(x + 0.3), dens(x)
-    keep = prior != 0
-    assert a == pytest.approx(np.mean(np.log(post[keep] + 1e-8) - np.log(prior[keep] + 1e-8)), rel=1e-8)
-    # 'binning' can be forced for any dims and 'gmm' for few dims
-    assert state_space_divergence(x[:, :2], x[:, :2], method="gmm", seed=0) == pytest.approx(0.0, abs=1e-9)
+    z = x[gen.integers(0, 300, size=1000)] + gen.standard_normal((1000, 11))
+    expected = np.mean(_gmm_log_density(z, x) - _gmm_log_density(z, y))
+    assert got == pytest.approx(expected, rel=1e-9)
+    # 'gmm' can be forced for few dims; there densities are far above the old 1e-8 floor inside the
+    # logs, so the estimate equals the earlier floored formula (which the Lorenz acceptance never used)
+    x2, y2 = x[:, :2], y[:, :2]
+    assert state_space_divergence(x2, x2, method="gmm", seed=0) == pytest.approx(0.0, abs=1e-9)
+    gen = np.random.default_rng(2)  # the estimator's draws
+    z = x2[gen.integers(0, 300, size=1000)] + gen.standard_normal((1000, 2))
+    p, q = (np.exp(_gmm_log_density(z, c)) * 2 * np.pi for c in (x2, y2))  # the reference's normalisation
+    assert min(p.min(), q.min()) > 1e-4
+    floored = np.mean(np.log(p + 1e-8) - np.log(q + 1e-8))
+    assert state_space_divergence(x2, y2, method="gmm", seed=2) == pytest.approx(floored, rel=1e-5)
+
+
+@pytest.mark.parametrize("dims", [20, 40, 60])
+def test_gmm_grows_with_the_shift_in_many_dims(dims):
+    # The estimate once floored every density at 1e-8 inside the logs: from ~40 dims all densities fell
+    # below it and D_stsp read ~0 for any model. Model = an independent draw of the data's
+    # distribution shifted by s in every dim.
+    rng = np.random.default_rng(dims)
+    x, y = rng.normal(size=(200, dims)), rng.normal(size=(200, dims))
+    values = [state_space_divergence(x, y + s, seed=0) for s in (0.0, 1.0, 3.0)]
+    assert values[0] < values[1] < values[2]
+    assert values[2] > 3 * dims  # ~ |shift|^2 / 2 = 4.5 dims
+    # an independent implementation (scipy logpdf + logsumexp) with its own Monte-Carlo draws
+    gen = np.random.default_rng(100 + dims)
+    z = x[gen.integers(0, 200, size=400)] + gen.standard_normal((400, dims))
+    for s, got in zip((0.0, 1.0, 3.0), values):
+        ratio = _gmm_log_density(z, x) - _gmm_log_density(z, y + s)
+        # both are Monte-Carlo estimates (1000 and 400 draws): agree within their sampling error
+        se = ratio.std() * np.sqrt(1 / 400 + 1 / 1000)
+        assert got == pytest.approx(ratio.mean(), abs=4 * se + 1e-6)
+
+
+def test_gmm_drops_samples_where_the_model_density_is_zero():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 12))
+    far = x + 1e200  # |z - mu|^2 overflows: the model density is exactly 0 at every sample
+    assert np.isnan(state_space_divergence(x, far, seed=0))
+    assert np.isnan(state_space_divergence(x, np.full((100, 12), np.nan), seed=0))
 
 
 def test_power_spectrum_error_known_values():

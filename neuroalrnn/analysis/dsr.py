@@ -8,7 +8,8 @@ Brenner et al. 2022, Hess et al. 2023, Brenner et al. NeurIPS 2024; DurstewitzLa
   the state-space occupation densities of the data and of a free-running model. For fewer
   than 11 dimensions the densities are ``n_bins``-per-axis histograms over the data's
   bounding box with Laplace smoothing; from 11 dimensions on, each trajectory is a Gaussian
-  mixture (one isotropic component per time point) and the KL is a Monte-Carlo estimate.
+  mixture (one isotropic component per time point) and the KL is a Monte-Carlo estimate
+  whose log-densities are computed in log space (no floor), so it keeps measuring in many dims.
 * ``power_spectrum_error`` (D_H): per dimension, the z-scored signal's power spectrum
   ``|rfft|^2``, smoothed with a Gaussian kernel (``sigma``) and normalised to a
   distribution; the Hellinger distance between data and model spectra, averaged over dims.
@@ -25,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+from scipy.special import logsumexp
 
 from ..utils import check_random_state
 
@@ -70,10 +72,7 @@ def state_space_divergence(x_data, x_model, n_bins: int = 30, smoothing: float =
         Laplace smoothing pseudo-count added to every bin (binning method).
     method : {"auto", "binning", "gmm"}
         ``"auto"`` bins for fewer than 11 dims and uses the Gaussian-mixture Monte-Carlo
-        estimate otherwise. As in the reference code the mixture densities are floored at
-        1e-8 inside the logs; with unit-variance components in many dims (e.g. 60 z-scored
-        neurons) every density falls below that floor and the estimate reads 0 for any
-        model: reduce the dims (e.g. leading PCs) or raise ``scaling`` there.
+        estimate otherwise (see Notes).
     scaling : float
         Variance of each mixture component (gmm method).
     max_used : int
@@ -91,7 +90,19 @@ def state_space_divergence(x_data, x_model, n_bins: int = 30, smoothing: float =
 
     Notes
     -----
-    As in the reference implementation, a point's bin index along an axis is
+    Gaussian-mixture method: the first ``max_used`` finite data points and as many model
+    points are the centres of two mixtures of isotropic Gaussians of variance ``scaling``
+    (equal weights). ``mc_n`` samples z are drawn from the data mixture (a random data
+    point plus Gaussian noise) and D_stsp is the mean of log p_data(z) - log p_model(z).
+    The log-densities are computed in log space (logsumexp), so they stay exact in many
+    dims, where the densities themselves fall far below float range (unit-variance
+    components in 60 dims give densities near exp(-30) at the data and far smaller at a
+    shifted model). As in the reference code, a sample counts only where both densities
+    are positive, here where both log-densities are finite; in log space that drops only
+    samples whose model density is exactly 0 (model points that overflow), and NaN is
+    returned when no sample remains. No floor is added inside the logs.
+
+    Binning method: as in the reference implementation, a point's bin index along an axis is
     ``floor(n_bins * (x - min) / (max - min))`` and only indices in ``1 .. n_bins - 1``
     are counted along every axis (the reference's ``coordinates > 0`` test), so the
     data's maximum and the lowest bin fall outside the histogram.
@@ -152,15 +163,20 @@ def _kl_binning(xd, xm, n_bins, alpha):
     return float(kl)
 
 
-def _mixture_density(z, mu, var):
-    # mean over components of exp(-|z - mu|^2 / (2 var)) / prod(std), as the reference
+def _mixture_log_density(z, mu, var):
+    """log of mean_k exp(-|z - mu_k|^2 / (2 var)) / var^(d/2) for each row of z, in log space.
+
+    The reference's normalisation (no (2 pi)^(d/2): it cancels in the divergence); logsumexp
+    keeps densities far below float range (many dims) exact instead of rounding them to 0.
+    """
     out = np.empty(len(z))
     mu_sq = np.sum(mu * mu, axis=1)
     for start in range(0, len(z), 256):
         zz = z[start:start + 256]
         d2 = np.sum(zz * zz, axis=1)[:, None] - 2.0 * zz @ mu.T + mu_sq[None, :]
-        out[start:start + 256] = np.exp(-0.5 * np.maximum(d2, 0.0) / var).mean(axis=1)
-    return out / np.sqrt(var) ** mu.shape[1]
+        d2 = np.where(np.isnan(d2), np.inf, np.maximum(d2, 0.0))  # inf - inf: an overflowing component is far
+        out[start:start + 256] = logsumexp(-0.5 * d2 / var, axis=1)
+    return out - np.log(len(mu)) - 0.5 * mu.shape[1] * np.log(var)
 
 
 def _kl_gmm(xd, xm, scaling, max_used, mc_n, seed):
@@ -170,15 +186,17 @@ def _kl_gmm(xd, xm, scaling, max_used, mc_n, seed):
         return float("nan")
     rng = check_random_state(seed)
     n = min(len(xd), int(max_used))
-    mu_d, mu_m = xd[:n], xm[:n]
+    centre = xd[:n].mean(axis=0)  # the densities are shift-invariant; centring keeps |z - mu|^2 accurate
+    mu_d, mu_m = xd[:n] - centre, xm[:n] - centre
     t = rng.integers(0, n, size=int(mc_n))
     z = mu_d[t] + np.sqrt(scaling) * rng.standard_normal((int(mc_n), xd.shape[1]))
-    prior = _mixture_density(z, mu_m, scaling)
-    posterior = _mixture_density(z, mu_d, scaling)
-    keep = prior != 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_q = _mixture_log_density(z, mu_m, scaling)
+        log_p = _mixture_log_density(z, mu_d, scaling)
+    keep = np.isfinite(log_p) & np.isfinite(log_q)  # the reference's 'both densities positive'
     if not keep.any():
         return float("nan")
-    return float(np.mean(np.log(posterior[keep] + 1e-8) - np.log(prior[keep] + 1e-8)))
+    return float(np.mean(log_p[keep] - log_q[keep]))
 
 
 def hellinger_distance(p, q) -> float:
