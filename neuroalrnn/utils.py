@@ -1,9 +1,10 @@
-"""Small shared helpers: atomic file writes, seeding and checking numeric parameters."""
+"""Small shared helpers: atomic file writes, seeding, checking numeric parameters, progress bars."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -34,9 +35,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
+        # mkstemp makes 0600; give the file the usual permissions. After the block: some writers
+        # (safetensors) replace the file instead of writing into it, and theirs is 0600 again
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -110,3 +113,63 @@ def check_number(name: str, value, low=None, high=None, *, open_low: bool = Fals
         what = expected or f"a finite number {' and '.join(bounds)}".rstrip()
         raise ValueError(f"{name}: expected {what}, got {value!r}")
     return value
+
+
+# seconds between two updates of a bar whose stream is not a terminal (a log file, CI output)
+LOG_INTERVAL = 30.0
+
+
+def _interactive(stream) -> bool:
+    """True for a terminal or a Jupyter output stream (both redraw a bar in place)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def progress_bar(total: int | None = None, *, desc: str | None = None, unit: str = "it", enabled: bool = True,
+                 leave: bool = False, file=None, **kwargs):
+    """A tqdm progress bar that does not flood logs: the one place the package makes bars.
+
+    On a terminal or in Jupyter the bar redraws in place as usual. Where the stream is
+    anything else (output redirected to a file, CI), tqdm's carriage-return updates would
+    pile up, so the bar waits ``LOG_INTERVAL`` seconds before its first line and redraws at
+    most once per ``LOG_INTERVAL``: a short fit writes nothing, a long one a line every 30 s.
+
+    Parameters
+    ----------
+    total : int, optional
+        Number of updates expected.
+    desc, unit : str
+        Label and unit shown by the bar.
+    enabled : bool
+        False gives a disabled bar (its methods do nothing), so callers need no branches.
+    leave : bool
+        Keep the finished bar on screen.
+    file : stream, optional
+        Where to draw; default ``sys.stderr``.
+    **kwargs
+        Passed to ``tqdm.tqdm``.
+
+    Examples
+    --------
+    >>> import io
+    >>> log = io.StringIO()                   # not a terminal: quiet for short work
+    >>> with progress_bar(100, desc="fit", file=log) as bar:
+    ...     for _ in range(100):
+    ...         bar.update(1)
+    >>> log.getvalue()
+    ''
+    >>> progress_bar(10, enabled=False).disable
+    True
+    """
+    from tqdm import tqdm
+
+    stream = sys.stderr if file is None else file
+    if enabled and not _interactive(stream):
+        kwargs = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL,
+                  "ncols": 100, **kwargs}
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=leave, file=stream, **kwargs)
