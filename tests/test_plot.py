@@ -70,9 +70,16 @@ def test_tdr_trajectories_one_line_per_condition_and_panel_per_context():
     axes = geometry.tdr_axes(ds, ["choice", "coh_motion"])
     traj = geometry.tdr_trajectories(ds, axes, ["context", "coh_motion"])
     fig = plot.plot_tdr_trajectories(traj, "choice", "coh_motion", color="coh_motion")
-    assert [len(a.lines) for a in fig.axes] == [3, 3]
-    assert [a.get_title() for a in fig.axes] == ["context = color", "context = motion"]
-    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), traj.sel(axis="choice").values[0])
+    panels = fig.axes[:2]  # the third is the colour bar of coh_motion
+    assert [len(a.lines) for a in panels] == [3, 3]
+    assert [a.get_title() for a in panels] == ["context = color", "context = motion"]
+    assert fig.axes[2].get_ylabel() == "coh_motion"
+    np.testing.assert_allclose(panels[0].lines[0].get_xdata(), traj.sel(axis="choice").values[0])
+    assert panels[0].get_xlabel() == "choice axis"
+    # without a colour coord, a legend names each line's condition
+    fig = plot.plot_tdr_trajectories(traj, "choice", "coh_motion")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["coh_motion = -0.5", "coh_motion = 0.15", "coh_motion = 0.5"]
     with pytest.raises(ValueError, match="'nope'"):
         plot.plot_tdr_trajectories(traj, "choice", "nope")
     with pytest.raises(ValueError, match="color: 'coh_color' is not a condition coord"):
@@ -113,3 +120,58 @@ def test_plots_take_real_fixed_points_and_region_codes():
     codes = region_codes(z, 2)
     ax = plot.plot_region_raster(codes.isel(trial=1))
     assert ax.images[0].get_array().shape == (2, 7)
+
+
+def test_region_raster_names_each_region_in_a_categorical_key():
+    codes = xr.DataArray(np.array([[0, 1, 3, 2], [2, 2, 1, -1]]), dims=("trial", "time"),
+                         coords={"time": np.arange(4) * 0.05}, attrs={"n_relu": 2})
+    ax = plot.plot_region_raster(codes)
+    key = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert key == ["0: all ReLU off", "1: ReLU 0 on", "2: ReLU 1 on", "3: ReLU 0, 1 on"]
+    swatches = [h.get_facecolor() for h in ax.get_legend().legend_handles]
+    cmap = ax.images[0].get_cmap()
+    np.testing.assert_allclose(swatches, [cmap(ax.images[0].norm(c)) for c in range(4)])  # key matches the image
+    assert ax.get_xlabel() == "time (s)"
+    assert len(ax.figure.axes) == 1  # no continuous colour bar for a categorical code
+    assert plot.plot_region_raster(codes.drop_vars("time")).get_xlabel() == "time step"
+
+
+def test_fixed_points_on_named_axes_with_a_legend():
+    fp = xr.Dataset({"z": (("point", "latent"), [[1.0, 0, 0], [0, 2, 0]]), "real": ("point", [True, True]),
+                     "stable": ("point", [True, False])})
+    tdr = xr.DataArray([[1.0, 0, 0], [0, 1.0, 0]], dims=("axis", "latent"), coords={"axis": ["choice", "motion"]})
+    ax = plot.plot_fixed_points(fp, dims=tdr)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("choice axis", "motion axis")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["stable fixed point", "unstable fixed point"]
+    assert plot.plot_fixed_points(fp, dims=(0, 2)).get_xlabel() == "latent unit 0"
+
+
+def test_tdr_trajectories_with_each_groups_fixed_points_in_its_panel():
+    tdr = xr.DataArray(np.eye(3)[:2], dims=("axis", "latent"), coords={"axis": ["choice", "motion"]})
+    traj = xr.DataArray(np.zeros((2, 3, 2)), dims=("condition", "time", "axis"),
+                        coords={"axis": ["choice", "motion"], "context": ("condition", ["color", "motion"])})
+    fps = {"motion": xr.Dataset({"z": (("point", "latent"), [[3.0, 4.0, 9.0]]), "real": ("point", [True]),
+                                 "stable": ("point", [True])})}
+    fig = plot.plot_tdr_trajectories(traj, "choice", "motion", fixed_points=fps, axes_of_states=tdr)
+    color_panel, motion_panel = fig.axes
+    points = [c.get_offsets() for c in motion_panel.collections if len(c.get_offsets()) and c.get_sizes()[0] == 60]
+    np.testing.assert_allclose(points, [[[3.0, 4.0]]])  # projected on the choice and motion axes
+    assert not [c for c in color_panel.collections if c.get_sizes()[0] == 60]
+    with pytest.raises(ValueError, match="axes_of_states"):
+        plot.plot_tdr_trajectories(traj, "choice", "motion", fixed_points=fps)
+    _, axes = plt.subplots(1, 3)
+    with pytest.raises(ValueError, match="axes: expected 2 Axes"):
+        plot.plot_tdr_trajectories(traj, "choice", "motion", axes=axes)
+
+
+def test_score_vs_p_categorical_with_every_fold():
+    res = xr.Dataset({"score": (("model", "fold", "seed"), [[[0.6], [0.7]], [[0.8], [0.75]], [[0.78], [0.8]]])},
+                     coords={"model": ["P=16", "P=0", "P=2"], "n_relu": ("model", [16.0, 0.0, 2.0])})
+    summary = xr.Dataset({"mean": res["score"].mean(("fold", "seed")), "sem": res["score"].std(("fold", "seed"))})
+    ax = plot.plot_score_vs_p(summary, results=res)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2", "16"]
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_xdata(), [0, 1, 2])  # evenly spaced categories
+    folds = [ln for ln in ax.lines if ln.get_color() == "0.6"]
+    np.testing.assert_allclose([ln.get_ydata() for ln in folds], [[0.8, 0.78, 0.6], [0.75, 0.8, 0.7]])
+    with pytest.raises(ValueError, match="results"):
+        plot.plot_score_vs_p(summary, results=summary)
