@@ -12,9 +12,17 @@
 
 ``fit(X, y=None)`` takes a TrialDataset, a :class:`Trials` view of one, or arrays:
 (trial, time, input) inputs with (trial, time, output) targets ``y`` for task training,
-(trial, time, unit) activity for teacher forcing (NaN after a trial's end). Wrap a
-TrialDataset in :class:`Trials` to use ``sklearn.model_selection`` splitters, which index
-X by integer arrays; ``Trials(ds).groups("session")`` gives the groups for ``GroupKFold``.
+(trial, time, unit) activity for teacher forcing (which ignores ``y``). NaN pads the steps
+after a trial's end (every feature NaN from there on); NaN or inf anywhere else is an error.
+A 2-D array is one trial (time, feature), with targets (time, output) or (time,): the
+scikit-learn (n_samples, n_features) layout read as time steps, so reordering or splitting
+its rows changes the outputs. Wrap a TrialDataset in :class:`Trials` to use
+``sklearn.model_selection`` splitters, which index X by integer arrays;
+``Trials(ds).groups("session")`` gives the groups for ``GroupKFold``.
+
+The task estimators are regressors (``predict`` gives continuous outputs; ``score`` is the
+choice accuracy or the negative MSE, not R^2); teacher forcing has no estimator type (it is
+unsupervised and predicts trajectories of X itself).
 
 Training runs on ``device`` (``"auto"`` picks CUDA when available); the fitted model
 ``model_`` is kept on the CPU.
@@ -22,12 +30,16 @@ Training runs on ``device`` (``"auto"`` picks CUDA when available); the fitted m
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import scipy.sparse as sp
 import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import RegressorTags
 
-from neuroalrnn.fit.recordings import _nan_lengths
 from neuroalrnn.model import _resolve_device
 from neuroalrnn.schema import from_arrays, validate
 
@@ -90,12 +102,116 @@ class Trials:
         return f"Trials(n_trials={len(self)}, variables={sorted(self.ds.data_vars)})"
 
 
+def _as_float_array(value, name: str, what: str) -> np.ndarray:
+    """``value`` (array-like or tensor) as a float ndarray, or a TypeError/ValueError naming ``name``."""
+    if sp.issparse(value):
+        raise TypeError(f"{name}: sparse input ({type(value).__name__}) is not supported; expected a dense "
+                        f"{what} array (e.g. {name}.toarray())")
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if value is None or isinstance(value, (str, bytes, os.PathLike, dict, xr.Dataset)):
+        raise TypeError(f"{name}: expected a {what} array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name}: cannot be read as a {what} array ({err})") from None
+    if arr.dtype.kind == "c":  # casting would drop the imaginary part
+        raise ValueError(f"{name}: Complex data not supported (dtype {arr.dtype}); expected real numbers")
+    if arr.dtype.kind in "USV":
+        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    try:
+        return arr.astype(float, copy=False)
+    except (TypeError, ValueError) as err:  # object arrays holding non-numbers
+        raise type(err)(f"{name}: expected numbers ({err})") from None
+
+
+def _as_trials(X) -> tuple[np.ndarray, bool]:
+    """X as a (trial, time, feature) float array, and whether it was one 2-D (time, feature) trial."""
+    x = _as_float_array(X, "X", "(trial, time, feature)")
+    one_trial = x.ndim == 2
+    if one_trial:
+        x = x[None]
+    elif x.ndim != 3:
+        raise ValueError(f"X: expected a (trial, time, feature) array or one trial (time, feature), got shape "
+                         f"{x.shape}. Reshape your data: X[:, None] is one trial of one feature")
+    for axis, unit in enumerate(("trial(s)", "time step(s)", "feature(s)")):
+        if x.shape[axis] == 0:
+            shape = x.shape[1:] if one_trial else x.shape
+            raise ValueError(f"X: found array with 0 {unit} (shape={shape}) while a minimum of 1 is required.")
+    return x, one_trial
+
+
+def _trial_lengths(x: np.ndarray) -> np.ndarray:
+    """Each trial's steps before its NaN padding; a ValueError naming the trial and step for NaN/inf inside one."""
+    inf = np.argwhere(np.isinf(x))
+    if len(inf):
+        i, t, f = inf[0]
+        raise ValueError(f"X: inf in trial {i} at step {t} (feature {f}); values must be finite, and only NaN "
+                         "pads the steps after a trial's end")
+    nan = np.isnan(x)
+    pad = nan.all(axis=2)  # (trial, time): every feature NaN
+    lengths = np.where(pad.any(axis=1), pad.argmax(axis=1), x.shape[1])
+    inside = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    bad = np.argwhere((inside & nan.any(axis=2)) | (~inside & ~pad))
+    if len(bad):
+        i, t = bad[0]
+        step, where = ((t, f"features {np.flatnonzero(nan[i, t]).tolist()}") if inside[i, t]
+                       else (lengths[i], f"every feature, but step {t} has values"))
+        raise ValueError(f"X: NaN in the middle of trial {i} at step {step} ({where}); NaN may only pad a "
+                         "trial's end (every feature NaN from that step on)")
+    if (lengths < 1).any():
+        raise ValueError(f"X: trial {int(np.argmin(lengths))} is NaN from its first step; every trial needs at "
+                         "least one step")
+    return lengths
+
+
+def _as_targets(y, x: np.ndarray, one_trial: bool, lengths: np.ndarray) -> np.ndarray:
+    """Targets y as (trial, time, output), finite on every step where X is, NaN after each trial's end."""
+    what = "(time, output) or (time,)" if one_trial else "(trial, time, output)"
+    t = _as_float_array(y, "y", what)
+    shape = t.shape
+    if one_trial and t.ndim in (1, 2):
+        t = t.reshape(1, len(t), -1)
+    if t.ndim != 3 or t.shape[:2] != x.shape[:2] or t.shape[2] == 0:
+        n = f"{x.shape[1]} time steps" if one_trial else f"(trial, time) = {x.shape[:2]}"
+        raise ValueError(f"y: expected targets {what} with {n} and at least one output, got shape {shape}")
+    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    bad = np.argwhere(mask[:, :, None] & ~np.isfinite(t))
+    if len(bad):
+        i, s, o = bad[0]
+        raise ValueError(f"y: {t[i, s, o]} in trial {i} at step {s} (output {o}); targets must be finite on "
+                         "every step where X has values")
+    return np.where(mask[:, :, None], t, np.nan)
+
+
+def _read(X, y=None, *, kind: str = "task") -> tuple[xr.Dataset, bool]:
+    """:func:`as_dataset`, and whether X was one 2-D (time, feature) trial."""
+    if isinstance(X, Trials):
+        X = X.ds
+    if isinstance(X, xr.Dataset):
+        if y is not None and kind == "task":
+            raise ValueError("y: must be None when X is a TrialDataset (its targets are inside)")
+        var, use = ("inputs", "drive the model") if kind == "task" else ("activity", "fit")
+        if var not in X.data_vars:
+            raise ValueError(f"X: the TrialDataset has no {var!r} to {use}")
+        return validate(X), False
+    x, one_trial = _as_trials(X)
+    lengths = _trial_lengths(x)
+    if kind == "activity":
+        return from_arrays(activity=x, lengths=lengths), one_trial
+    if y is None:
+        return from_arrays(inputs=x, lengths=lengths), one_trial
+    return from_arrays(inputs=x, targets=_as_targets(y, x, one_trial, lengths), lengths=lengths), one_trial
+
+
 def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
     """A TrialDataset from ``X`` (TrialDataset, Trials or array) and optional targets ``y``.
 
     ``kind="task"``: arrays are inputs (trial, time, input) and ``y`` targets
-    (trial, time, output). ``kind="activity"``: arrays are activity (trial, time, unit).
-    Trials end where the array turns NaN.
+    (trial, time, output). ``kind="activity"``: arrays are activity (trial, time, unit), and
+    ``y`` is ignored. A 2-D array is one trial (time, feature), with targets (time, output) or
+    (time,). NaN pads a trial's end (every feature NaN from there on); NaN or inf inside a
+    trial, sparse and complex input are errors naming X (or y).
 
     Examples
     --------
@@ -103,35 +219,13 @@ def as_dataset(X, y=None, *, kind: str = "task") -> xr.Dataset:
     >>> x[1, 2:] = np.nan                        # the second trial ends after 2 steps
     >>> as_dataset(x, kind="activity")["mask"].values.sum(1).tolist()
     [4, 2]
+    >>> x[0, 1, 0] = np.nan                      # a gap inside the first trial
+    >>> as_dataset(x, kind="activity")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X: NaN in the middle of trial 0 at step 1 (features [0]); NaN may only pad ...
     """
-    if isinstance(X, Trials):
-        X = X.ds
-    if isinstance(X, xr.Dataset):
-        if y is not None:
-            raise ValueError("y: must be None when X is a TrialDataset (its targets are inside)")
-        return validate(X)
-    if not isinstance(X, (np.ndarray, torch.Tensor, list, tuple)):
-        raise TypeError(f"X: expected a TrialDataset, a Trials view or a (trial, time, feature) array, "
-                        f"got {type(X).__name__}")
-    x = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float)
-    if x.ndim != 3:
-        raise ValueError(f"X: expected a (trial, time, feature) array, got shape {x.shape}")
-    lengths = _nan_lengths(x)
-    if (lengths < 1).any():
-        raise ValueError(f"X: trial {int(np.argmin(lengths))} has no finite first step")
-    if kind == "activity":
-        if y is not None:
-            raise ValueError("y: must be None for teacher forcing (X is the activity)")
-        return from_arrays(activity=np.where(np.isfinite(x), x, np.nan), lengths=lengths)
-    if y is None:
-        return from_arrays(inputs=np.where(np.isfinite(x), x, np.nan), lengths=lengths)
-    t = np.asarray(y, dtype=float)
-    if t.ndim != 3 or t.shape[:2] != x.shape[:2]:
-        raise ValueError(f"y: expected targets (trial, time, output) with (trial, time) = {x.shape[:2]}, "
-                         f"got shape {t.shape}")
-    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
-    return from_arrays(inputs=np.where(mask[:, :, None], x, np.nan),
-                       targets=np.where(mask[:, :, None], t, np.nan), lengths=lengths)
+    return _read(X, y, kind=kind)[0]
 
 
 def _check_choice(ds):
@@ -159,8 +253,52 @@ class GRUNet(torch.nn.Module):
         return states, self.out(states)
 
 
-class _TaskEstimatorBase(BaseEstimator):
+class _TrialEstimator(BaseEstimator):
+    """Input reading, tags, seed and fitted-state checks shared by the estimators."""
+
+    _kind, _feature_dim = "task", "input"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # (trial, time, feature) arrays, and a 2-D array as one (time, feature) trial; allow_nan
+        # stays False: NaN only pads a trial's end, anywhere else it is an error
+        tags.input_tags.three_d_array = True
+        return tags
+
+    def _read_fit(self, X, y):
+        """The training TrialDataset; checks ``seed`` (validated in fit, as scikit-learn does)."""
+        seed = self.seed
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed}")
+        ds = _read(X, y, kind=self._kind)[0]
+        self.n_features_in_ = ds.sizes[self._feature_dim]
+        return ds
+
+    def _read_fitted(self, X, y=None) -> tuple[xr.Dataset, bool]:
+        """X (and y) of predict/score, with the fitted check and the feature count of the fit."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+        ds, one_trial = _read(X, y, kind=self._kind)
+        n = ds.sizes[self._feature_dim]
+        if n != self.n_features_in_:
+            raise ValueError(f"X has {n} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                             "features as input")
+        return ds, one_trial
+
+
+class _TaskEstimatorBase(_TrialEstimator):
     """Shared fit/predict/score of the task-training estimators."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"  # continuous outputs, trained on targets y
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        # score is the choice accuracy or the negative MSE, not the R^2 scikit-learn's checks threshold
+        tags.regressor_tags = RegressorTags(poor_score=True)
+        return tags
 
     def _build(self, n_inputs, n_outputs, device):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -169,9 +307,10 @@ class _TaskEstimatorBase(BaseEstimator):
         """Train on the trials of ``X`` (targets inside a TrialDataset, or ``y``); returns self."""
         from neuroalrnn.fit.task import fit_task
 
-        ds = as_dataset(X, y, kind="task")
+        ds = self._read_fit(X, y)
         if "targets" not in ds.data_vars:
-            raise ValueError("y: no targets; pass a TrialDataset with 'targets' or targets arrays as y")
+            raise ValueError(f"y: {type(self).__name__} requires y to be passed, but the target y is None; pass "
+                             "targets (trial, time, output) as y, or a TrialDataset with 'targets'")
         device = _resolve_device(self.device)
         model = self._build(ds.sizes["input"], ds.sizes["output"], device)
         result = fit_task(model, ds, loss=self.loss, val_fraction=self.val_fraction, n_steps=self.n_steps,
@@ -185,25 +324,24 @@ class _TaskEstimatorBase(BaseEstimator):
         self.n_inputs_, self.n_outputs_ = ds.sizes["input"], ds.sizes["output"]
         return self
 
-    def _fitted(self):
-        if not hasattr(self, "model_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
-
     def predict(self, X) -> np.ndarray:
-        """Model outputs (trial, time, output), NaN outside each trial's valid steps."""
+        """Model outputs (trial, time, output), NaN outside each trial's valid steps.
+
+        For one 2-D trial (time, input): (time, output), or (time,) for one output.
+        """
         from neuroalrnn.fit.task import task_outputs
 
-        self._fitted()
-        return task_outputs(self.model_, as_dataset(X, kind="task")).values
+        ds, one_trial = self._read_fitted(X)
+        out = task_outputs(self.model_, ds).values.astype(float, copy=False)
+        if one_trial:
+            return out[0, :, 0] if out.shape[2] == 1 else out[0]
+        return out
 
     def score(self, X, y=None) -> float:
         """Choice accuracy at the response epoch (choice tasks), else negative masked MSE."""
         from neuroalrnn.fit.task import _tensors, masked_loss, model_choices
 
-        self._fitted()
-        ds = as_dataset(X, y, kind="task")
+        ds, _ = self._read_fitted(X, y)
         if _check_choice(ds):
             choice = model_choices(self.model_, ds).values
             return float(np.mean(choice == ds["correct_choice"].values))
@@ -226,13 +364,15 @@ class ALRNNTaskEstimator(_TaskEstimatorBase):
     n_steps, batch_size, lr, lr_decay, optimizer, clip_grad_norm, eval_every, patience
         Passed to ``neuroalrnn.fit.task.fit_task``.
     val_fraction : float
-        Fraction of the training trials held out for best-step selection (0: none).
+        Fraction of the training trials held out for best-step selection (0: none; needed
+        for a single trial, e.g. a 2-D X).
     select_metric : str
         ``"val_loss"`` or ``"val_accuracy"``.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed : int
-        Seeds the initialisation and the batches.
+        Seeds the initialisation, the validation split and the batches (a non-negative int,
+        checked in ``fit``).
     progress : bool
 
     Attributes
@@ -241,6 +381,8 @@ class ALRNNTaskEstimator(_TaskEstimatorBase):
         The fitted model (on the CPU).
     train_result_, history_
         The trainer's result and its metric history.
+    n_features_in_, n_inputs_, n_outputs_ : int
+        Input features (= inputs) and outputs seen in ``fit``.
 
     Examples
     --------
@@ -299,7 +441,7 @@ class GRUTaskEstimator(_TaskEstimatorBase):
         return GRUNet(int(self.n_units), n_inputs, n_outputs, seed=self.seed).to(device)
 
 
-class ALRNNTeacherForcingEstimator(BaseEstimator):
+class ALRNNTeacherForcingEstimator(_TrialEstimator):
     """AL-RNN fitted to recorded activity by teacher forcing, as a scikit-learn estimator.
 
     Parameters
@@ -312,11 +454,13 @@ class ALRNNTeacherForcingEstimator(BaseEstimator):
     n_steps, batch_size, lr, lr_decay, optimizer, clip_grad_norm, eval_every, patience
         Trainer settings.
     val : float or None
-        Fraction of the training trials held out for best-step selection.
+        Fraction of the training trials held out for best-step selection (None for a single
+        trial, e.g. a 2-D X).
     n_ahead : int
         Horizon of the n-step prediction error (selection metric and ``score``).
     device : str
     seed : int
+        A non-negative int, checked in ``fit``.
     progress : bool
 
     Attributes
@@ -326,6 +470,8 @@ class ALRNNTeacherForcingEstimator(BaseEstimator):
     observed_ : neuroalrnn.fit.observation.ObservedALRNN
         The model with its observation model and z-scoring (``free_run``, ``predict_ahead``).
     train_result_, history_
+    n_features_in_, n_units_observed_ : int
+        Observed units (features of X) seen in ``fit``.
 
     Examples
     --------
@@ -351,14 +497,20 @@ class ALRNNTeacherForcingEstimator(BaseEstimator):
         self.eval_every, self.patience, self.n_ahead = eval_every, patience, n_ahead
         self.device, self.seed, self.progress = device, seed, progress
 
+    _kind, _feature_dim = "activity", "unit"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = None  # unsupervised: it models X itself and predicts its trajectories
+        tags.target_tags.required = False
+        return tags
+
     def fit(self, X, y=None):
-        """Fit to the trials' ``activity`` (and ``inputs`` when present); returns self."""
+        """Fit to the trials' ``activity`` (and ``inputs`` when present); ``y`` is ignored. Returns self."""
         from neuroalrnn.fit.teacher_forcing import fit_teacher_forcing
         from neuroalrnn.model import ALRNN
 
-        ds = as_dataset(X, y, kind="activity")
-        if "activity" not in ds.data_vars:
-            raise ValueError("X: the TrialDataset has no 'activity' to fit")
+        ds = self._read_fit(X, None)
         n_inputs = ds.sizes["input"] if "inputs" in ds.data_vars else 0
         device = _resolve_device(self.device)
         model = ALRNN(self.n_units, self.n_relu, n_inputs, 0, init=self.init, seed=self.seed, device=device)
@@ -378,32 +530,25 @@ class ALRNNTeacherForcingEstimator(BaseEstimator):
         self.n_units_observed_ = ds.sizes["unit"]
         return self
 
-    def _fitted(self):
-        if not hasattr(self, "model_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
-
     def predict(self, X) -> np.ndarray:
         """Free runs (trial, time, unit) from each trial's first observation, driven by its inputs.
 
-        Step 0 is the observation itself; NaN after each trial's end.
+        Step 0 is the observation itself; NaN after each trial's end. One 2-D trial
+        (time, unit) gives (time, unit).
         """
-        self._fitted()
-        ds = as_dataset(X, kind="activity")
+        ds, one_trial = self._read_fitted(X)
         x = ds["activity"].values
         s = np.nan_to_num(ds["inputs"].values[:, 1:]) if "inputs" in ds.data_vars else None
         runs = self.observed_.free_run(x[:, 0], x.shape[1] - 1, s) if x.shape[1] > 1 else x[:, :0]
         out = np.concatenate([x[:, :1], runs], axis=1)
         out[~ds["mask"].values] = np.nan
-        return out
+        return out[0] if one_trial else out
 
     def score(self, X, y=None) -> float:
-        """Negative ``n_ahead``-step prediction error on the trials of ``X`` (z-scored units)."""
+        """Negative ``n_ahead``-step prediction error on the trials of ``X`` (z-scored units); ``y`` is ignored."""
         from neuroalrnn.analysis.dsr import n_step_prediction_error
 
-        self._fitted()
-        ds = as_dataset(X, y, kind="activity")
+        ds, _ = self._read_fitted(X)
         obs = self.observed_
         mean, std = obs.mean.numpy().astype(float), obs.std.numpy().astype(float)
         x = (ds["activity"].values - mean) / std

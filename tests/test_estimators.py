@@ -94,6 +94,10 @@ def test_bad_input(ds):
     with pytest.raises(TypeError, match="X: expected"):
         ALRNNTaskEstimator(**TINY).fit("data.nc")
     with pytest.raises(ValueError, match="X: expected a \\(trial, time, feature\\) array"):
+        ALRNNTaskEstimator(**TINY).fit(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="X: expected a \\(trial, time, feature\\) array"):
+        ALRNNTaskEstimator(**TINY).fit(np.zeros((2, 3, 4, 1)), np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match="y: ALRNNTaskEstimator requires y"):
         ALRNNTaskEstimator(**TINY).fit(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="y: expected targets"):
         ALRNNTaskEstimator(**TINY).fit(np.zeros((3, 4, 1)), np.zeros((3, 5, 1)))
@@ -157,6 +161,114 @@ def test_teacher_forcing_estimator():
     X = Trials(ds)
     out = cross_validate(est, X, cv=GroupKFold(3), groups=X.groups("session"), error_score="raise")
     assert np.all(out["test_score"] <= 0)
-    with pytest.raises(ValueError, match="y: must be None"):
-        est.fit(x, x)
+    # y is ignored (unsupervised, as scikit-learn's convention for pipelines and cross_validate)
+    np.testing.assert_array_equal(clone(est).fit(x, x).predict(x), pred)
     assert to_arrays(ds)["activity"].shape == x.shape
+
+
+def _fitted_on_arrays(**kw):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 5, 2))
+    y = np.cumsum(x[:, :, :1], axis=1)
+    return ALRNNTaskEstimator(n_units=4, n_relu=1, n_steps=2, eval_every=2, val_fraction=0.0, **kw).fit(x, y), x, y
+
+
+def test_nan_inside_a_trial_is_an_error():
+    x = np.ones((3, 6, 2))
+    x[1, 4:] = np.nan  # padding after the end of trial 1: fine
+    assert as_dataset(x, kind="activity")["mask"].values.sum(1).tolist() == [6, 4, 6]
+    gap = x.copy()
+    gap[2, 2] = np.nan  # a whole step missing in the middle of trial 2 (it used to end the trial there)
+    with pytest.raises(ValueError, match=r"X: NaN in the middle of trial 2 at step 2 \(every feature, but step 3"):
+        as_dataset(gap, kind="activity")
+    part = x.copy()
+    part[0, 3, 1] = np.nan  # one feature missing at one step
+    with pytest.raises(ValueError, match=r"X: NaN in the middle of trial 0 at step 3 \(features \[1\]\)"):
+        ALRNNTeacherForcingEstimator(4, 1, tau=2, n_steps=1).fit(part)
+    inf = x.copy()
+    inf[1, 5, 0] = np.inf  # inf is never padding, even after the end
+    with pytest.raises(ValueError, match=r"X: inf in trial 1 at step 5 \(feature 0\)"):
+        as_dataset(inf, np.zeros((3, 6, 1)))
+    empty = x.copy()
+    empty[0] = np.nan
+    with pytest.raises(ValueError, match="X: trial 0 is NaN from its first step"):
+        as_dataset(empty, kind="activity")
+
+
+def test_targets_must_be_finite_inside_trials():
+    x = np.ones((2, 4, 1))
+    x[0, 3:] = np.nan
+    y = np.zeros((2, 4, 1))
+    y[0, 3] = np.nan  # after trial 0's end: ignored
+    assert np.isnan(as_dataset(x, y)["targets"].values[0, 3, 0])
+    y[1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"y: inf in trial 1 at step 2 \(output 0\)"):
+        ALRNNTaskEstimator(n_units=4, n_steps=1).fit(x, y)
+
+
+def test_seed_is_checked_in_fit():
+    x, y = np.ones((4, 3, 1)), np.zeros((4, 3, 1))
+    for bad in (0.5, 2.0, "0", True, None):
+        est = ALRNNTaskEstimator(n_units=4, n_steps=1, seed=bad)  # __init__ stores it unchecked
+        with pytest.raises(TypeError, match="seed: expected an int, got"):
+            est.fit(x, y)
+    with pytest.raises(TypeError, match="seed"):
+        GRUTaskEstimator(n_units=4, n_steps=1, seed=1.5).fit(x, y)
+    with pytest.raises(TypeError, match="seed"):
+        ALRNNTeacherForcingEstimator(4, 1, tau=1, n_steps=1, val=None, seed=[0]).fit(np.ones((2, 4, 2)))
+    with pytest.raises(ValueError, match="seed: expected a non-negative int, got -1"):
+        ALRNNTaskEstimator(n_units=4, n_steps=1, seed=-1).fit(x, y)
+    est = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0, seed=np.int64(3)).fit(x, y)
+    assert est.model_ is not None
+
+
+def test_sparse_and_complex_input_are_refused():
+    import scipy.sparse as sp
+
+    est, x, y = _fitted_on_arrays()
+    with pytest.raises(TypeError, match=r"X: sparse input \(csr_array\) is not supported; expected a dense "
+                                        r"\(trial, time, feature\) array"):
+        ALRNNTaskEstimator(n_units=4, n_steps=1).fit(sp.csr_array(np.ones((4, 2))), np.zeros(4))
+    with pytest.raises(TypeError, match="X: sparse input"):
+        est.predict(sp.csr_matrix(x[0]))
+    with pytest.raises(ValueError, match="X: Complex data not supported"):
+        est.predict(x + 1j)
+    with pytest.raises(ValueError, match="y: Complex data not supported"):
+        ALRNNTaskEstimator(n_units=4, n_steps=1).fit(x, y + 0j)
+    with pytest.raises(TypeError, match="X: expected numbers"):
+        est.predict(x.astype(str))
+
+
+def test_n_features_in_and_one_trial_arrays():
+    est, x, y = _fitted_on_arrays()
+    assert est.n_features_in_ == 2 and est.n_outputs_ == 1
+    with pytest.raises(ValueError, match="X has 1 features, but ALRNNTaskEstimator is expecting 2 features"):
+        est.predict(x[:, :, :1])
+    with pytest.raises(ValueError, match="X has 3 features"):
+        est.score(np.ones((5, 3)), np.zeros(5))
+    # a 2-D X is one trial (time, feature): its outputs equal the 3-D run of that trial
+    full = est.predict(x)
+    np.testing.assert_allclose(est.predict(x[2]), full[2, :, 0])
+    assert est.predict(x[2]).shape == (5,)
+    assert est.score(x[2], y[2, :, 0]) == pytest.approx(est.score(x[2:3], y[2:3]))
+    one = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0).fit(x[0], y[0, :, 0])
+    assert one.n_features_in_ == 2 and one.train_result_.extra["train_trials"].size == 1
+    two_out = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0).fit(x[0], np.ones((5, 2)))
+    assert two_out.predict(x[1]).shape == (5, 2) and two_out.predict(x).shape == (6, 5, 2)
+    tf = ALRNNTeacherForcingEstimator(4, 1, tau=2, n_steps=2, eval_every=2, val=None).fit(x[0])
+    assert tf.n_features_in_ == 2 and tf.predict(x[1]).shape == (5, 2)
+    with pytest.raises(ValueError, match="X has 3 features, but ALRNNTeacherForcingEstimator is expecting 2"):
+        tf.score(np.ones((5, 3)))
+
+
+def test_pickle_repr_and_params_of_fitted():
+    import pickle
+
+    est, x, _ = _fitted_on_arrays(seed=4)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.predict(x), est.predict(x))
+    assert back.get_params() == est.get_params() and back.n_features_in_ == 2
+    assert " ".join(repr(est).split()) == ("ALRNNTaskEstimator(eval_every=2, n_relu=1, n_steps=2, n_units=4, "
+                                           "seed=4, val_fraction=0.0)")
+    twin = clone(est)
+    assert not hasattr(twin, "n_features_in_") and twin.get_params() == est.get_params()
