@@ -17,6 +17,7 @@ _LAZY = {
     "ALRNN": "neuroalrnn.model",
     "load_model": "neuroalrnn.model",
     "load_sample": "neuroalrnn.sample",
+    "set_num_threads": "neuroalrnn._threads",
 }
 _SUBMODULES = {"schema", "io", "preprocess", "tasks", "model", "fit", "analysis",
                "estimators", "compare", "plot", "cli", "sample"}

@@ -23,6 +23,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, clone
 
 from neuroalrnn._sweep import run_tasks
+from neuroalrnn._threads import threads_for
 from neuroalrnn.estimators import (ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator,
                                    Trials)
 from neuroalrnn.schema import validate
@@ -126,11 +127,14 @@ def _fit_score(task: dict, shared: dict) -> dict:
         est.set_params(device=shared["device"])
     train, test = shared["folds"][task["fold"]]
     trials = Trials(shared["data"])
-    start = time.perf_counter()
-    est.fit(trials[train])
-    fit_time = time.perf_counter() - start
-    return {"score": float(est.score(trials[test])), "fit_time": fit_time,
-            "n_train": int(len(train)), "n_test": int(len(test))}
+    params = est.get_params()
+    work = params.get("batch_size", 64) * shared["data"].sizes["time"] * params.get("n_units", 16) ** 2
+    with threads_for(work):  # scoring too: torch's threads busy-wait on small models' tensors
+        start = time.perf_counter()
+        est.fit(trials[train])
+        fit_time = time.perf_counter() - start
+        score = float(est.score(trials[test]))
+    return {"score": score, "fit_time": fit_time, "n_train": int(len(train)), "n_test": int(len(test))}
 
 
 def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0,), scheduler=None,

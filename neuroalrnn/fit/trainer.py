@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neuroalrnn._threads import threads_for
+from neuroalrnn._threads import threads_for
 from neuroalrnn.utils import atomic_write, check_number
 
 CHECKPOINT_VERSION = 1
@@ -212,53 +214,56 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, state, best_state, seed)
 
-    try:
-        while state["step"] < n_steps and not state["stopped_early"]:
-            step = state["step"]
-            epoch, pos = divmod(step, per_epoch)
-            idx = _permutation(seed, epoch, n_train)[pos * batch_size:(pos + 1) * batch_size]
-            model.train()
-            loss = objective(model, _batch(train, idx, device))
-            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                raise TypeError("objective: expected a scalar torch tensor as the loss")
-            if not torch.isfinite(loss):
-                _restore(params, last_good)
-                raise NonFiniteLossError(f"loss is {loss.item()} at step {step}; the model holds the "
-                                         f"parameters of the last finite loss (try a lower lr or clipping)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            for buf, p in zip(last_good, params):
-                buf.copy_(p.detach())
-            opt.step()
-            sched.step()
-            if not all(torch.isfinite(p).all() for p in params):
-                _restore(params, last_good)
-                raise NonFiniteLossError(f"parameters became NaN/inf at step {step} (non-finite gradients); "
-                                         "the model holds the parameters of the last finite loss")
-            state["step"] = step + 1
-            state["loss_sum"] += float(loss.detach())
-            state["loss_count"] += 1
-            bar.update(1)
-            if state["step"] % eval_every == 0 or state["step"] == n_steps:
-                row = _evaluate(model, objective, val, evaluate, state, opt)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"}, refresh=False)
-                if val is not None or select_metric in row:
-                    if select_metric not in row:
-                        raise ValueError(f"select_metric: {select_metric!r} is not among the metrics {sorted(row)}")
-                    value = sign * row[select_metric]
-                    if value < state["best_value"]:
-                        state.update(best_value=value, best_step=state["step"], bad_evals=0)
-                        best_state = _clone_state(model)
-                    else:
-                        state["bad_evals"] += 1
-                        if patience is not None and state["bad_evals"] >= patience:
-                            state["stopped_early"] = True
-            if state["step"] % checkpoint_every == 0 or state["step"] == n_steps or state["stopped_early"]:
-                save()
-    finally:
-        bar.close()
+    steps = max((v.shape[1] for v in train.values() if v.ndim > 1), default=1)
+    work = batch_size * steps * sum(p.numel() for p in params)  # ~ batch * T * M^2 per step
+    with threads_for(work):  # one thread for small models: torch's threads busy-wait on tiny ops
+        try:
+            while state["step"] < n_steps and not state["stopped_early"]:
+                step = state["step"]
+                epoch, pos = divmod(step, per_epoch)
+                idx = _permutation(seed, epoch, n_train)[pos * batch_size:(pos + 1) * batch_size]
+                model.train()
+                loss = objective(model, _batch(train, idx, device))
+                if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                    raise TypeError("objective: expected a scalar torch tensor as the loss")
+                if not torch.isfinite(loss):
+                    _restore(params, last_good)
+                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step}; the model holds the "
+                                             f"parameters of the last finite loss (try a lower lr or clipping)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                for buf, p in zip(last_good, params):
+                    buf.copy_(p.detach())
+                opt.step()
+                sched.step()
+                if not all(torch.isfinite(p).all() for p in params):
+                    _restore(params, last_good)
+                    raise NonFiniteLossError(f"parameters became NaN/inf at step {step} (non-finite gradients); "
+                                             "the model holds the parameters of the last finite loss")
+                state["step"] = step + 1
+                state["loss_sum"] += float(loss.detach())
+                state["loss_count"] += 1
+                bar.update(1)
+                if state["step"] % eval_every == 0 or state["step"] == n_steps:
+                    row = _evaluate(model, objective, val, evaluate, state, opt)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"}, refresh=False)
+                    if val is not None or select_metric in row:
+                        if select_metric not in row:
+                            raise ValueError(f"select_metric: {select_metric!r} is not among the metrics {sorted(row)}")
+                        value = sign * row[select_metric]
+                        if value < state["best_value"]:
+                            state.update(best_value=value, best_step=state["step"], bad_evals=0)
+                            best_state = _clone_state(model)
+                        else:
+                            state["bad_evals"] += 1
+                            if patience is not None and state["bad_evals"] >= patience:
+                                state["stopped_early"] = True
+                if state["step"] % checkpoint_every == 0 or state["step"] == n_steps or state["stopped_early"]:
+                    save()
+        finally:
+            bar.close()
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     history = pd.DataFrame(state["history"]).set_index("step") if state["history"] else pd.DataFrame()

@@ -1,0 +1,102 @@
+"""How many torch intra-op threads neuroalrnn's fits use.
+
+AL-RNN fits are many tiny tensor ops (a batch of trials times a few dozen units). Torch's intra-op
+threads busy-wait between such ops, so on a shared CPU the default thread count makes small fits
+several times slower than one thread (7x on a loaded 2-core machine, ``benchmarks/RESULTS.md``).
+Fits therefore run with one thread unless their work per step, ``batch * T * M^2``, is above
+``CROSSOVER`` (measured by ``benchmarks/bench_threads.py``), or the user chose a thread count:
+
+* ``neuroalrnn.set_num_threads(n)`` or the environment variable ``NEUROALRNN_NUM_THREADS``;
+* ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the environment (torch reads them at start-up);
+* a call to ``torch.set_num_threads`` after neuroalrnn first ran a fit in this process (a count that
+  differs from the one found then).
+
+The setting is restored when the fit ends, so the rest of a user's program is unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+
+CROSSOVER = 1e9  # batch * T * M^2 per step; below it one thread was faster on every machine state measured
+_ENV = ("NEUROALRNN_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_chosen: int | None = None     # set_num_threads
+_seen: int | None = None       # torch's thread count when neuroalrnn first looked at it
+
+
+def set_num_threads(n: int | None) -> None:
+    """Fix the number of torch threads neuroalrnn's fits use (``None``: back to the automatic choice).
+
+    Examples
+    --------
+    >>> set_num_threads(2); fit_threads(10)
+    2
+    >>> set_num_threads(None)
+    """
+    global _chosen
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n: expected None or a positive int, got {n!r}")
+    _chosen = n
+
+
+def _user_threads() -> int | None:
+    """The thread count the user asked for, or None when they did not ask."""
+    global _seen
+    if _chosen is not None:
+        return _chosen
+    for name in _ENV:
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}") from None
+            if n < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            return n
+    current = torch.get_num_threads()
+    if _seen is None:
+        _seen = current
+    return None if current == _seen else current
+
+
+def fit_threads(work: float) -> int:
+    """Intra-op threads for a fit doing ``work`` (``batch * T * M^2``) per step.
+
+    Examples
+    --------
+    >>> fit_threads(64 * 37 * 16 ** 2)   # the demo's models: one thread
+    1
+    """
+    user = _user_threads()
+    if user is not None:
+        return user
+    return 1 if work < CROSSOVER else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads_for(work: float) -> Iterator[int]:
+    """Run the block with ``fit_threads(work)`` torch threads; restore the previous count after.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with threads_for(1000) as n:
+    ...     inside = torch.get_num_threads()
+    >>> inside == n, torch.get_num_threads() == before
+    (True, True)
+    """
+    n = fit_threads(work)
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

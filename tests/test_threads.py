@@ -1,0 +1,64 @@
+"""The thread policy: small fits use one torch thread unless the user chose a count."""
+
+import pytest
+import torch
+
+from neuroalrnn import _threads
+from neuroalrnn._threads import CROSSOVER, fit_threads, set_num_threads, threads_for
+from neuroalrnn.fit.trainer import train
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch):
+    for name in _threads._ENV:
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(_threads, "_seen", before)
+    set_num_threads(None)
+    yield
+    set_num_threads(None)
+    torch.set_num_threads(before)
+
+
+def test_small_work_one_thread_large_work_keeps_torch_count():
+    assert fit_threads(1e5) == 1
+    assert fit_threads(10 * CROSSOVER) == torch.get_num_threads()
+
+
+def test_user_choices_are_respected(monkeypatch):
+    set_num_threads(3)
+    assert fit_threads(1e5) == 3
+    set_num_threads(None)
+    monkeypatch.setenv("NEUROALRNN_NUM_THREADS", "2")
+    assert fit_threads(1e5) == 2
+    monkeypatch.setenv("NEUROALRNN_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="NEUROALRNN_NUM_THREADS"):
+        fit_threads(1e5)
+    monkeypatch.delenv("NEUROALRNN_NUM_THREADS")
+    torch.set_num_threads(_threads._seen + 1)  # the user changed torch's count after neuroalrnn looked
+    assert fit_threads(1e5) == _threads._seen + 1
+    with pytest.raises(ValueError, match="n: expected"):
+        set_num_threads(0)
+
+
+def test_threads_for_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with threads_for(1e5):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_train_runs_small_models_on_one_thread():
+    seen = []
+    net = torch.nn.Linear(3, 1)
+
+    def objective(model, batch):
+        seen.append(torch.get_num_threads())
+        return ((model(batch["x"]) - batch["y"]) ** 2).mean()
+
+    before = torch.get_num_threads()
+    train(net, objective, {"x": torch.randn(16, 3), "y": torch.randn(16, 1)}, n_steps=3, progress=False)
+    assert seen == [1, 1, 1]
+    assert torch.get_num_threads() == before
