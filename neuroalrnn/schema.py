@@ -28,6 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from neuroalrnn._cf import CF_ATTRS, LONG_NAMES, set_units, time_attrs, units_attrs, units_of
+
+__all__ = ["validate", "from_arrays", "to_arrays", "trial_lengths", "is_missing", "set_units", "units_of"]
+
 SIGNALS = {"activity": "unit", "inputs": "input", "targets": "output"}
 DIMS = ("trial", "time", "unit", "input", "output")
 _ATTR_TYPES = (str, int, float, np.integer, np.floating)
@@ -48,6 +52,9 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"TrialDataset: expected an xarray.Dataset, got {type(ds).__name__}")
+    # every check reads ds.variables (plain Variables): ds[name] builds a DataArray that carries all
+    # coords sharing its dims, which made validate quadratic in the number of trial coords
+    variables = ds.variables
     if "trial" not in ds.dims:
         raise ValueError("TrialDataset: missing the 'trial' dimension")
     _check_index(ds, "trial")
@@ -61,12 +68,14 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
             _check_loss_weight(ds, mask)
     elif "mask" in ds.data_vars:
         raise ValueError("mask: present, but there is no 'activity', 'inputs' or 'targets' it could mask")
-    for name, coord in ds.coords.items():
-        if "trial" in coord.dims and coord.dims[0] != "trial":
-            raise ValueError(f"coordinate {name!r}: 'trial' must be its first dim, got dims {coord.dims}")
-    for name, var in ds.variables.items():
+    for name in ds.coords:
+        dims = variables[name].dims
+        if "trial" in dims and dims[0] != "trial":
+            raise ValueError(f"coordinate {name!r}: 'trial' must be its first dim, got dims {dims}")
+    for name, var in variables.items():
         if var.dtype == object:
             _check_objects(ds, name, var.values)
+        _check_cf_attrs(ds, name, var.attrs)
     for key, value in ds.attrs.items():
         _check_attr(key, value)
     return ds
@@ -79,6 +88,14 @@ def _check_objects(ds, name, values):
             kind = "coordinate" if name in ds.coords else "variable"
             raise TypeError(f"{kind} {name!r}: object dtype holding a {type(item).__name__} ({item!r:.40}); "
                             "expected str values (None/NaN for missing), numbers or bools, which netCDF can store")
+
+
+def _check_cf_attrs(ds, name, attrs):
+    for key in CF_ATTRS:
+        if key in attrs and not isinstance(attrs[key], str):
+            kind = "coordinate" if name in ds.coords else "variable"
+            raise TypeError(f"{kind} {name!r}: attrs[{key!r}] expected a string (CF conventions), "
+                            f"got {type(attrs[key]).__name__} ({attrs[key]!r:.40})")
 
 
 def is_missing(values) -> np.ndarray:
@@ -107,7 +124,7 @@ def is_missing(values) -> np.ndarray:
 def _check_index(ds, dim):
     if dim not in ds.coords:
         raise ValueError(f"{dim}: the dimension {dim!r} needs a coordinate of labels")
-    values = ds[dim].values
+    values = ds.variables[dim].values
     if len(np.unique(values)) != len(values):
         raise ValueError(f"{dim}: coordinate labels must be unique")
 
@@ -125,7 +142,10 @@ def _check_time(ds):
                          f"(e.g. 'stim_on'), got {ds.attrs.get('align_event')!r}")
     if "time" not in ds.coords:
         raise ValueError("time: missing coordinate; expected times in seconds relative to align_event")
-    time = np.asarray(ds["time"].values, dtype=float)
+    time = ds.variables["time"].values
+    if time.dtype.kind not in "iuf":
+        raise ValueError(f"time: expected seconds as numbers, got dtype {time.dtype}")
+    time = time.astype(float)
     if not np.all(np.isfinite(time)):
         raise ValueError("time: coordinate contains NaN or inf")
     if time.size > 1 and not np.allclose(np.diff(time), dt, rtol=1e-6, atol=1e-9 * max(1.0, abs(time).max())):
@@ -135,7 +155,7 @@ def _check_time(ds):
 def _check_mask(ds):
     if "mask" not in ds.data_vars:
         raise ValueError("mask: missing; expected a bool (trial, time) variable of valid steps")
-    mask = ds["mask"]
+    mask = ds.variables["mask"]
     if mask.dims != ("trial", "time"):
         raise ValueError(f"mask: expected dims ('trial', 'time'), got {mask.dims}")
     if mask.dtype != bool:
@@ -148,7 +168,7 @@ def _check_mask(ds):
 
 def _check_signal(ds, name, mask):
     feature = SIGNALS[name]
-    var = ds[name]
+    var = ds.variables[name]
     if var.dims != ("trial", "time", feature):
         raise ValueError(f"{name}: expected dims ('trial', 'time', {feature!r}), got {var.dims}")
     if not np.issubdtype(var.dtype, np.floating):
@@ -169,7 +189,7 @@ def _check_signal(ds, name, mask):
 
 
 def _check_loss_weight(ds, mask):
-    weight = ds["loss_weight"]
+    weight = ds.variables["loss_weight"]
     if weight.dims not in (("trial", "time"), ("trial", "time", "output")):
         raise ValueError(f"loss_weight: expected dims ('trial', 'time') or ('trial', 'time', 'output'), "
                          f"got {weight.dims}")
@@ -197,8 +217,9 @@ def _check_attr(key, value):
 def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
                 lengths: Sequence[int] | None = None, align_event: str = "trial_start",
                 t_start: float = 0.0, trial=None, trial_coords: Mapping | None = None,
-                unit=None, input_names=None, output_names=None,
-                attrs: Mapping | None = None) -> xr.Dataset:
+                unit=None, input_names=None, output_names=None, attrs: Mapping | None = None,
+                units: Mapping[str, str] | None = None,
+                long_names: Mapping[str, str] | None = None) -> xr.Dataset:
     """Build a validated TrialDataset from (trial, time, feature) arrays.
 
     Each signal is an array (trial, time, feature) or a list of (time_i, feature)
@@ -225,7 +246,12 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
         Labels of the feature dims; a mapping gives several coords on that dim
         (its entry named like the dim gives the labels).
     attrs : mapping, optional
-        Extra attributes (source, activity_units, provenance).
+        Extra attributes (source, provenance). A legacy ``activity_units``
+        entry becomes the units of ``activity`` (unless ``units`` gives them).
+    units, long_names : mapping of signal name to str, optional
+        CF ``units`` (e.g. ``{"activity": "Hz"}``) and ``long_name`` of the
+        signals, stored on each variable; ``time`` always gets ``units='s'``
+        (or ``attrs['time_unit']``) and a long name that names ``align_event``.
 
     Examples
     --------
@@ -234,6 +260,8 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
     ...                  trial_coords={"context": ["motion", "color"]})
     >>> ds["mask"].sum("time").values.tolist()
     [4, 3]
+    >>> ds["time"].attrs["units"], ds["time"].attrs["long_name"]
+    ('s', 'time from trial_start')
     """
     if isinstance(dt, (bool, np.bool_)) or not isinstance(dt, (int, float, np.integer, np.floating)):
         raise TypeError(f"dt: expected a positive number of seconds, got {type(dt).__name__}")
@@ -264,11 +292,13 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
         if n_steps is None:  # dense arrays without lengths: every step is valid
             n_steps = np.full(n_trials, T)
         mask = np.arange(T)[None, :] < np.asarray(n_steps)[:, None]
-        data_vars["mask"] = (("trial", "time"), mask)
-        coords["time"] = t_start + dt * np.arange(T)
+        data_vars["mask"] = (("trial", "time"), mask, {"long_name": LONG_NAMES["mask"]})
+        time_unit = (attrs or {}).get("time_unit", "s")
+        coords["time"] = ("time", t_start + dt * np.arange(T), time_attrs(align_event, time_unit))
+        var_attrs = _signal_attrs(padded, units, long_names, attrs)
         for name, array in padded.items():
             array = np.where(mask[:, :, None], array, np.nan)
-            data_vars[name] = (("trial", "time", SIGNALS[name]), array)
+            data_vars[name] = (("trial", "time", SIGNALS[name]), array, var_attrs[name])
             labels = {"activity": unit, "inputs": input_names, "targets": output_names}[name]
             coords.update(_feature_coords(SIGNALS[name], labels, array.shape[2]))
     for key, value in _trial_items(trial_coords):
@@ -279,13 +309,39 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
         coords[key] = (("trial",) + tuple(f"{key}_dim_{i}" for i in range(1, value.ndim)), value)
     ds_attrs = {"dt": float(dt), "align_event": align_event} if padded else {}
     ds_attrs.update(attrs or {})
+    if "activity" in padded:
+        ds_attrs.pop("activity_units", None)  # now on the variable (see _signal_attrs)
     return validate(xr.Dataset(data_vars, coords=coords, attrs=ds_attrs))
+
+
+def _signal_attrs(padded, units, long_names, attrs):
+    units, long_names = dict(units or {}), dict(long_names or {})
+    for given, what in ((units, "units"), (long_names, "long_names")):
+        for key, value in given.items():
+            if key not in padded:
+                raise ValueError(f"{what}: {key!r} is not a signal of this dataset (has {sorted(padded)})")
+            if not isinstance(value, str):
+                raise TypeError(f"{what}[{key!r}]: expected a string, got {type(value).__name__}")
+    if "activity_units" in (attrs or {}):
+        units.setdefault("activity", str(attrs["activity_units"]))
+    out = {}
+    for name in padded:
+        out[name] = units_attrs(units.get(name), long_names.get(name))
+        out[name].setdefault("long_name", LONG_NAMES[name])
+    return out
+
+
+def _check_numeric(name, dtype, where=""):
+    if dtype.kind in "mM":  # numpy counts timedelta64 as an integer type: it would pass as numbers
+        raise TypeError(f"{name}: {where}expected real numbers, got {dtype} (times/durations); convert them "
+                        "to seconds first, e.g. values / np.timedelta64(1, 's')")
 
 
 def _pad(name, value):
     if isinstance(value, (list, tuple)):
         arrays = [np.asarray(v) for v in value]
         for i, a in enumerate(arrays):
+            _check_numeric(name, a.dtype, f"trial {i}: ")
             if a.dtype == bool or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
                 raise TypeError(f"{name}: trial {i}: expected real numbers, got dtype {a.dtype}")
         arrays = [a.astype(float) for a in arrays]
@@ -306,6 +362,7 @@ def _pad(name, value):
     array = np.asarray(value)
     if array.ndim != 3:
         raise ValueError(f"{name}: expected a (trial, time, feature) array, got shape {array.shape}")
+    _check_numeric(name, array.dtype)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{name}: expected real numbers, got dtype {array.dtype}")
     return array.astype(np.result_type(array.dtype, np.float32)), None

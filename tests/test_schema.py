@@ -155,3 +155,72 @@ def test_is_missing_knows_every_missing_marker_in_object_arrays():
 
     values = np.array(["a", "", None, np.nan, pd.NA, pd.NaT, np.datetime64("NaT"), 0, "x", [1]], dtype=object)
     assert is_missing(values).tolist() == [False, True, True, True, True, True, True, False, False, False]
+
+
+def test_validate_is_linear_in_the_number_of_trial_coords():
+    """A DataArray per lookup carries every coord: 5,000 trial coords took minutes (quadratic)."""
+    import time
+
+    ds = xr.Dataset(coords={"trial": np.arange(20), **{f"c{i}": ("trial", np.arange(20.0)) for i in range(5000)}})
+    start = time.perf_counter()
+    validate(ds)
+    assert time.perf_counter() - start < 10  # linear: well under a second; the quadratic code needed > 30 s
+
+
+def test_from_arrays_refuses_times_as_signals():
+    """numpy counts timedelta64 as an integer type: durations passed as numbers of their unit."""
+    durations = np.ones((2, 3, 1)).astype("m8[ms]")
+    with pytest.raises(TypeError, match=r"activity: expected real numbers, got timedelta64\[ms\].*seconds"):
+        from_arrays(activity=durations)
+    with pytest.raises(TypeError, match=r"inputs: trial 0: expected real numbers, got timedelta64"):
+        from_arrays(inputs=[durations[0]])
+    bad_time = from_arrays(activity=np.ones((2, 3, 1))).assign_coords(time=np.arange(3).astype("m8[s]"))
+    with pytest.raises(ValueError, match="time: expected seconds as numbers"):
+        validate(bad_time)
+
+
+def test_cf_units_on_variables():
+    ds = from_arrays(activity=np.ones((2, 3, 1)), inputs=np.zeros((2, 3, 2)), dt=0.1, align_event="go",
+                     units={"activity": "Hz", "inputs": "1"}, long_names={"activity": "firing rate"})
+    assert ds["time"].attrs == {"units": "s", "standard_name": "time", "axis": "T", "long_name": "time from go"}
+    assert ds["activity"].attrs == {"units": "Hz", "long_name": "firing rate"}
+    assert ds["inputs"].attrs == {"units": "1", "long_name": "task inputs"}
+    # the dataset-level attribute of earlier versions becomes the variable's units
+    old = from_arrays(activity=np.ones((2, 3, 1)), attrs={"activity_units": "spikes/bin"})
+    assert old["activity"].attrs["units"] == "count" and "activity_units" not in old.attrs
+    assert from_arrays(activity=np.ones((1, 1, 1)), attrs={"activity_units": "uV"})["activity"].attrs["units"] == "uV"
+    with pytest.raises(ValueError, match="units: 'targets' is not a signal of this dataset"):
+        from_arrays(activity=np.ones((1, 1, 1)), units={"targets": "1"})
+    with pytest.raises(TypeError, match=r"variable 'activity': attrs\['units'\] expected a string"):
+        validate(ds.assign(activity=ds["activity"].assign_attrs(units=3)))
+
+
+def test_cf_xarray_reads_the_units(tmp_path):
+    cf_xarray = pytest.importorskip("cf_xarray")  # noqa: F841 - registers the .cf accessor
+    ds = from_arrays(activity=np.ones((2, 3, 1)), dt=0.1, units={"activity": "Hz"})
+    assert ds.cf.axes == {"T": ["time"]} and ds.cf.standard_names == {"time": ["time"]}
+    assert ds.cf["T"].attrs["units"] == "s"
+    ds.to_netcdf(tmp_path / "u.nc")
+    back = neuroalrnn.load(tmp_path / "u.nc")
+    assert back.cf["T"].dtype == float  # units 's' is not decoded into timedeltas
+    assert back["activity"].attrs["units"] == "Hz"
+
+
+def test_pint_xarray_quantifies_the_units():
+    pytest.importorskip("pint_xarray")
+    ds = from_arrays(activity=np.ones((2, 3, 1)), dt=0.1, units={"activity": "count"})
+    quantified = ds.pint.quantify()
+    assert str(quantified["activity"].data.units) == "count"
+    assert str(quantified["time"].data.units) == "second"
+
+
+def test_files_with_only_the_legacy_activity_units_attribute(tmp_path):
+    old = from_arrays(activity=np.ones((2, 3, 1)), dt=0.1)
+    old["activity"].attrs = {}  # as written before units were put on the variables
+    old["time"].attrs = {}
+    old.attrs["activity_units"] = "spikes/s"
+    old.to_netcdf(tmp_path / "old.nc")
+    back = neuroalrnn.load(tmp_path / "old.nc")
+    assert back["activity"].attrs["units"] == "Hz" and back["activity"].attrs["long_name"] == "firing rate"
+    assert "activity_units" not in back.attrs
+    assert back["time"].attrs["units"] == "s"
