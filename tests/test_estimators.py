@@ -216,8 +216,10 @@ def test_seed_is_checked_in_fit():
         GRUTaskEstimator(n_units=4, n_steps=1, seed=1.5).fit(x, y)
     with pytest.raises(TypeError, match="seed"):
         ALRNNTeacherForcingEstimator(4, 1, tau=1, n_steps=1, val=None, seed=[0]).fit(np.ones((2, 4, 2)))
+    est = ALRNNTaskEstimator(n_units=4, n_steps=1, seed=-1)
     with pytest.raises(ValueError, match="seed: expected a non-negative int, got -1"):
-        ALRNNTaskEstimator(n_units=4, n_steps=1, seed=-1).fit(x, y)
+        est.fit(x, y)
+    assert not [k for k in vars(est) if k.endswith("_")]  # a failed fit leaves nothing fitted behind
     est = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0, seed=np.int64(3)).fit(x, y)
     assert est.model_ is not None
 
