@@ -39,13 +39,13 @@ def test_pure_and_keeps_coords_and_attrs(ds, name):
     out = CALLS[name](ds)
     xr.testing.assert_identical(ds, before)  # the input is untouched
     assert isinstance(out, xr.Dataset)
-    for key in ("activity_units", "source", "align_event"):
-        if key == "activity_units" and name == "zscore":
-            assert out.attrs[key] == "z-score"
-        elif key == "align_event" and name == "align":
-            assert out.attrs[key] == "go"
-        else:
-            assert out.attrs[key] == ds.attrs[key]
+    for key in ("source", "align_event"):
+        assert out.attrs[key] == ("go" if key == "align_event" and name == "align" else ds.attrs[key])
+    # CF units: on the variables, kept by every step; z-scored data are dimensionless
+    assert out["activity"].attrs["units"] == ("1" if name == "zscore" else "Hz")
+    assert out["inputs"].attrs["long_name"].startswith("task inputs")
+    assert out["time"].attrs["units"] == "s"
+    assert out["time"].attrs["long_name"] == f"time from {out.attrs['align_event']}"
     assert out["area"].values.tolist() == ["A", "B"]
     if name != "condition_average":
         validate(out)

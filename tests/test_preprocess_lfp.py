@@ -59,7 +59,7 @@ def test_filter_reflect_keeps_every_step():
     # ...and the extra edge steps are an estimate from the mirrored trial (here within the amplitude)
     edge = ds["mask"].values & ~inner
     assert edge.sum() > 0 and np.abs(out["activity"].values[edge][:, 0]).max() < 1.05
-    assert out.attrs["filter"].endswith("edges=reflect") and out.attrs["activity_units"] == "uV"
+    assert out.attrs["filter"].endswith("edges=reflect") and out["activity"].attrs["units"] == "uV"
 
 
 def test_filter_dataarray_and_bad_input():

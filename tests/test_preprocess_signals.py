@@ -42,7 +42,7 @@ def test_smooth_keeps_coords_attrs_and_input(rng):
     before = ds.copy(deep=True)
     out = gaussian_smooth(ds, 0.02)
     xr.testing.assert_identical(ds, before)
-    assert out.attrs["activity_units"] == "spikes/s" and out.attrs["smooth_sigma"] == 0.02
+    assert out["activity"].attrs["units"] == "Hz" and out.attrs["smooth_sigma"] == 0.02
     assert out["area"].values.tolist() == ["x"] * 3 and out["context"].values.tolist() == ["a", "b", "a", "b"]
 
 
@@ -86,8 +86,8 @@ def test_zscore_uses_train_trials_only(rng):
     expected = (x[2:] - pooled.mean(0)) / pooled.std(0)
     np.testing.assert_allclose(z_test["activity"].values, expected)
     np.testing.assert_allclose(z["activity"].values[2:], expected)
-    assert stats2 is stats and z_test.attrs["activity_units"] == "z-score"
-    assert z_test.attrs["activity_units_raw"] == "spikes/s"
+    assert stats2 is stats and z_test["activity"].attrs["units"] == "1"
+    assert z_test["activity"].attrs["long_name"] == "z-scored firing rate (was Hz)"
     validate(z_test)
 
 

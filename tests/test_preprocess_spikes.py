@@ -67,7 +67,7 @@ def test_spikes_to_dataset_rates_and_mask(rng):
     validate(ds)
     counts, starts = bin_spike_times(spikes, align, (-0.2, 0.8), 0.1, stop)
     np.testing.assert_allclose(ds["activity"].values, counts / 0.1)
-    assert ds.attrs["activity_units"] == "spikes/s" and ds.attrs["dt"] == 0.1
+    assert ds["activity"].attrs["units"] == "Hz" and ds.attrs["dt"] == 0.1
     assert ds.attrs["align_event"] == "stim_on"
     assert ds["mask"].sum("time").values.tolist() == [8, 10, 10]
     np.testing.assert_allclose(ds["time"].values, starts)
@@ -118,3 +118,22 @@ def test_bad_grid(kwargs, match):
 def test_spikes_to_dataset_bad_output():
     with pytest.raises(ValueError, match="output"):
         spikes_to_dataset([np.array([0.1])], np.array([0.0]), (0, 1), 0.1, output="hz")
+
+
+def test_a_grid_larger_than_memory_is_refused_before_allocating():
+    # 1,000 trials of 1,000 s in 1 ns bins: PiB of counts; numpy used to fail on a 7 TiB arange
+    with pytest.raises(ValueError, match=r"bin_size: 1e-09 s gives 1000 trials x \d+ bins x 2 units, "
+                                         r"[\d.]+ PiB of float64 counts, more than this machine's memory"):
+        bin_spike_times([np.array([1.0]), np.array([2.0])], np.arange(1000.0), (0.0, 1000.0), 1e-9)
+
+
+def test_spike_times_as_timedeltas_are_refused():
+    with pytest.raises(TypeError, match=r"spike_times\[0\] \(unit 0\): expected numbers, got dtype timedelta64"):
+        bin_spike_times([np.array([1, 2], dtype="m8[s]")], np.array([0.0]), (0.0, 3.0), 1.0)
+
+
+def test_binned_spikes_carry_cf_units():
+    counts = spikes_to_dataset([np.array([0.05, 0.15])], np.array([0.0]), (0.0, 0.2), 0.1)
+    assert counts["activity"].attrs == {"units": "count", "long_name": "spike count per 0.1 s bin"}
+    rates = spikes_to_dataset([np.array([0.05, 0.15])], np.array([0.0]), (0.0, 0.2), 0.1, output="rates")
+    assert rates["activity"].attrs == {"units": "Hz", "long_name": "firing rate"}

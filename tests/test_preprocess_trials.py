@@ -58,7 +58,7 @@ def test_condition_average_equals_manual_group_means(ds):
             assert psth["n_trials"].values[c, t] == valid.size
     assert psth["inputs"].dims == ("condition", "time", "input")
     np.testing.assert_array_equal(psth["mask"].values, psth["n_trials"].values > 0)
-    assert psth.attrs["activity_units"] == "spikes/s"
+    assert psth["activity"].attrs["units"] == "Hz" and psth["time"].attrs["units"] == "s"
     assert psth["area"].values.tolist() == ["V1", "V1", "PFC"]
     np.testing.assert_allclose(psth["time"].values, ds["time"].values)
 

@@ -46,7 +46,7 @@ def unwrap(ds: xr.Dataset, var: str, was_dataarray: bool, name=None):
     if not was_dataarray:
         return ds
     out = ds[var].copy()
-    out.attrs = dict(ds.attrs)
+    out.attrs = {**ds.attrs, **ds[var].attrs}  # the array's own attrs (units) win over the wrapper's
     out.name = name
     return out
 

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from ..schema import units_of
 from ._common import as_dataset, get_dt, trial_label, unwrap
 
 __all__ = ["filter_signal", "band_power"]
@@ -182,7 +183,7 @@ def band_power(ds, band, var: str = "activity", method: str = "welch", **spectru
     dims = ("trial",) + da.dims[2:]
     power = power.reshape((values.shape[0],) + da.shape[2:])
     coords = {name: c for name, c in da.coords.items() if set(c.dims) <= set(dims)}
-    units = ds.attrs.get("activity_units", "signal units") if var == "activity" else "signal units"
+    units = (units_of(ds, var) if not wrapped else da.attrs.get("units")) or "signal units"
     return xr.DataArray(power, dims=dims, coords=coords, name="band_power",
                         attrs={"band": [lo, hi], "method": method, "units": f"({units})^2",
                                "dt": get_dt(ds, "band_power")})

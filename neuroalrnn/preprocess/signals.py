@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 
+from ..schema import set_units, units_of
 from ._common import as_dataset, by_trial, get_dt, signal_names, trial_label, unwrap
 
 __all__ = ["gaussian_smooth", "zscore", "resample"]
@@ -88,7 +89,8 @@ def zscore(ds, stats: xr.Dataset | None = None, train=None, var: str = "activity
     -------
     ds_z : same type as ``ds``
         ``(x - mean) / std``; a feature with zero std is only centred (std taken as 1).
-        ``attrs['activity_units']`` becomes ``"z-score"`` when ``var`` is activity.
+        ``var`` gets CF ``units='1'`` and a ``long_name`` that says it is z-scored
+        (and names the units it had).
     stats : xarray.Dataset
         ``mean``, ``std`` (ddof 0) and ``n`` (valid samples) per feature; netCDF-storable.
 
@@ -129,10 +131,9 @@ def zscore(ds, stats: xr.Dataset | None = None, train=None, var: str = "activity
     out = (values - mean) / scale
     result = ds.copy()
     result[var] = ds[var].copy(data=out)
-    if var == "activity":
-        if "activity_units" in ds.attrs:
-            result.attrs["activity_units_raw"] = ds.attrs["activity_units"]
-        result.attrs["activity_units"] = "z-score"
+    raw = units_of(ds, var) if not wrapped else ds[var].attrs.get("units")
+    long_name = ds[var].attrs.get("long_name", var if not wrapped else "signal")
+    result = set_units(result, var, "1", f"z-scored {long_name}" + (f" (was {raw})" if raw else ""))
     return unwrap(result, var, wrapped), stats
 
 
@@ -249,13 +250,16 @@ def resample(ds, new_dt: float, how: str = "mean"):
                          f"at the new time step {new_dt} s")
     # everything along time is rebuilt; other time-indexed coords are dropped
     out = ds.drop_vars(names + ["mask"]).drop_dims("time", errors="ignore").copy()
-    out = out.assign_coords(time=("time", new_time))
-    out["mask"] = (("trial", "time"), new_mask)
+    out = out.assign_coords(time=("time", new_time, ds["time"].attrs))
+    out["mask"] = (("trial", "time"), new_mask, ds["mask"].attrs)
     for name in names:
         da = ds[name]
         with np.errstate(invalid="ignore"):
             values = convert(da.values)
         keep = new_mask.reshape(new_mask.shape + (1,) * (values.ndim - 2))
-        out[name] = (da.dims, np.where(keep, values, np.nan), da.attrs)
+        attrs = dict(da.attrs)
+        if "long_name" in attrs:  # e.g. a count per bin is now a count per block of bins
+            attrs["long_name"] = f"{attrs['long_name']}, resampled to {new_dt:g} s ({method})"
+        out[name] = (da.dims, np.where(keep, values, np.nan), attrs)
     out.attrs = dict(ds.attrs, dt=float(new_dt), resample=method)
     return out

@@ -62,10 +62,11 @@ def bin_spike_times(spike_times: Sequence[np.ndarray], align_times: np.ndarray,
     n_bins = int(np.floor((t1 - t0) / bin_size + 1e-9))
     if n_bins < 1:
         raise ValueError(f"window: ({t0}, {t1}) is shorter than one bin of bin_size={bin_size}")
-    rel_edges = t0 + bin_size * np.arange(n_bins + 1)
     stop = None if stop_times is None else _check_stop(stop_times, align, t0)
     spikes, offsets = _check_spikes(spike_times)
     n_trials, n_units = align.size, offsets.size - 1
+    check_grid_size(n_trials, n_bins, n_units, bin_size)
+    rel_edges = t0 + bin_size * np.arange(n_bins + 1)
     counts = np.zeros((n_trials, n_bins, n_units))
     if n_trials and n_units:
         _bin_kernel(spikes, offsets, align, rel_edges, counts)
@@ -102,6 +103,40 @@ def _bin_kernel(spikes, offsets, align, rel_edges, out):  # pragma: no cover - c
                 out[i, k, u] += 1.0
 
 
+def spike_units(output: str, bin_size: float) -> tuple[str, str]:
+    """CF ``(units, long_name)`` of binned spikes: ``'count'`` per bin or ``'Hz'``."""
+    if output == "rates":
+        return "Hz", "firing rate"
+    return "count", f"spike count per {bin_size:g} s bin"
+
+
+def check_grid_size(n_trials: int, n_bins: int, n_units: int, bin_size: float) -> None:
+    """Refuse a (trial, time, unit) float64 grid larger than this machine's memory, before allocating it."""
+    need = 8.0 * n_trials * n_bins * max(n_units, 1)
+    limit = _physical_memory()
+    if need > limit:
+        raise ValueError(f"bin_size: {bin_size} s gives {n_trials} trials x {n_bins} bins x {n_units} units, "
+                         f"{_bytes(need)} of float64 counts, more than this machine's memory ({_bytes(limit)}); "
+                         "use a larger bin_size or a shorter window")
+
+
+def _physical_memory():
+    import os
+
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume a large workstation
+        return float(2 ** 36)
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
 def _check_grid(align_times, window, bin_size):
     align = np.asarray(align_times, dtype=float)
     if align.ndim != 1:
@@ -132,7 +167,7 @@ def _check_spikes(spike_times):
     trains = []
     for u, train in enumerate(spike_times):
         arr = np.asarray(train)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.size == 0):
+        if arr.dtype == object or arr.dtype.kind in "mM" or not (np.issubdtype(arr.dtype, np.number) or arr.size == 0):
             raise TypeError(f"spike_times[{u}] (unit {u}): expected numbers, got dtype {arr.dtype}")
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise TypeError(f"spike_times[{u}] (unit {u}): expected real numbers, got dtype {arr.dtype}")
@@ -206,7 +241,7 @@ def spikes_to_dataset(spike_times: Sequence[np.ndarray], align_times: np.ndarray
     xarray.Dataset
         TrialDataset with ``activity`` (trial, time, unit), ``mask`` (bins
         before each stop time), ``time`` = bin starts and attrs ``dt``,
-        ``align_event``, ``activity_units`` ("spikes/bin" or "spikes/s").
+        ``align_event``; ``activity`` has CF ``units`` ``'count'`` or ``'Hz'``.
 
     Examples
     --------
@@ -230,8 +265,10 @@ def spikes_to_dataset(spike_times: Sequence[np.ndarray], align_times: np.ndarray
                              f"(stop {stop_times[i]} s, first bin ends {ends[i, 0]} s)")
     if output == "rates":
         counts /= bin_size
-    extra = {"activity_units": "spikes/s" if output == "rates" else "spikes/bin", "bin_size": float(bin_size)}
+    extra = {"bin_size": float(bin_size)}
     extra.update(attrs or {})
+    units, long_name = spike_units(output, bin_size)
     return from_arrays(activity=counts, dt=float(bin_size), lengths=lengths, align_event=align_event,
+                       units={"activity": units}, long_names={"activity": long_name},
                        t_start=float(starts[0]), trial=trial, trial_coords=trial_coords, unit=unit,
                        attrs=extra)

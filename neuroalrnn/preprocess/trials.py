@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._cf import time_attrs
 from ..schema import is_missing, validate
 from ._common import by_trial, get_dt, signal_names, trial_label
 
@@ -120,7 +121,7 @@ def condition_average(ds: xr.Dataset, by: str | Sequence[str], var: str | Sequen
             means = np.stack([np.nanmean(values[idx], axis=0) for idx in index])
         out[name] = (("condition",) + ds[name].dims[1:], means, ds[name].attrs)
     out["n_trials"] = (("condition", "time"), n_trials.astype(np.int64))
-    out["mask"] = (("condition", "time"), n_trials > 0)
+    out["mask"] = (("condition", "time"), n_trials > 0, ds["mask"].attrs)
     coords = {name: c for name, c in ds.coords.items() if "trial" not in c.dims}
     coords.update({name: ("condition", np.array([k[j] for k in keys])) for j, name in enumerate(by)})
     coords["condition"] = np.arange(len(keys))
@@ -190,8 +191,9 @@ def align(ds: xr.Dataset, event: str, window: tuple[float, float] | None = None)
     new_mask[trial_idx, cols] = mask
     names = signal_names(ds)
     out = ds.drop_vars(names + ["mask"]).drop_dims("time", errors="ignore").copy()
-    out = out.assign_coords(time=("time", new_time))
-    out["mask"] = (("trial", "time"), new_mask)
+    units = ds["time"].attrs.get("units", "s")
+    out = out.assign_coords(time=("time", new_time, {**ds["time"].attrs, **time_attrs(event, units)}))
+    out["mask"] = (("trial", "time"), new_mask, ds["mask"].attrs)
     for name in names:
         da = ds[name]
         values = np.full((mask.shape[0], n_new) + da.shape[2:], np.nan, dtype=da.dtype)
