@@ -159,6 +159,9 @@ class _TaskEstimatorBase(_TrialEstimator):
         if _check_choice(ds):
             choice = model_choices(self.model_, ds).values
             return float(np.mean(choice == ds["correct_choice"].values))
+        if "targets" not in ds.data_vars:
+            raise ValueError("y: score needs targets (trial, time, output) as y, or a TrialDataset with 'targets' "
+                             "(or a choice task's 'correct_choice')")
         data = _tensors(self.model_, ds)
         with torch.no_grad():
             _, outputs = self.model_(data["inputs"])

@@ -253,6 +253,8 @@ def test_n_features_in_and_one_trial_arrays():
     np.testing.assert_allclose(est.predict(x[2]), full[2, :, 0])
     assert est.predict(x[2]).shape == (5,)
     assert est.score(x[2], y[2, :, 0]) == pytest.approx(est.score(x[2:3], y[2:3]))
+    with pytest.raises(ValueError, match="y: score needs targets"):
+        est.score(x)
     one = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0).fit(x[0], y[0, :, 0])
     assert one.n_features_in_ == 2 and one.train_result_.extra["train_trials"].size == 1
     two_out = ALRNNTaskEstimator(n_units=4, n_steps=1, eval_every=1, val_fraction=0.0).fit(x[0], np.ones((5, 2)))
