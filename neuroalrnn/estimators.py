@@ -35,7 +35,6 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import RegressorTags
 
 from neuroalrnn._estimator_input import Trials, _read, as_dataset  # noqa: F401 (as_dataset re-exported)
 from neuroalrnn.model import _resolve_device
@@ -105,6 +104,8 @@ class _TaskEstimatorBase(_TrialEstimator):
     """Shared fit/predict/score of the task-training estimators."""
 
     def __sklearn_tags__(self):
+        from sklearn.utils import RegressorTags  # scikit-learn >= 1.6, the first to call __sklearn_tags__
+
         tags = super().__sklearn_tags__()
         tags.estimator_type = "regressor"  # continuous outputs, trained on targets y
         tags.target_tags.required = True

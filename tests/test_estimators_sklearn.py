@@ -6,11 +6,14 @@ split) so the whole run stays within seconds.
 """
 
 import pytest
-from sklearn.base import is_regressor
-from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from neuroalrnn.estimators import ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator
+pytest.importorskip("sklearn", minversion="1.8")  # Tags dataclasses (1.6) and xfail_strict (1.8)
+
+from sklearn.base import is_regressor  # noqa: E402
+from sklearn.utils import get_tags  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from neuroalrnn.estimators import ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator  # noqa: E402
 
 TINY = dict(n_steps=2, eval_every=2, batch_size=4)
 ESTIMATORS = [
