@@ -276,3 +276,10 @@ def test_pickle_repr_and_params_of_fitted():
                                            "seed=4, val_fraction=0.0)")
     twin = clone(est)
     assert not hasattr(twin, "n_features_in_") and twin.get_params() == est.get_params()
+
+
+def test_cross_validate_on_trial_arrays():
+    est, x, y = _fitted_on_arrays()
+    out = cross_validate(clone(est), x, y, cv=3, error_score="raise", return_estimator=True)
+    assert out["test_score"].shape == (3,) and np.all(out["test_score"] <= 0)
+    assert [e.train_result_.extra["train_trials"].size for e in out["estimator"]] == [4, 4, 4]  # trials are split
