@@ -107,8 +107,45 @@ def test_jacobian_norm_bound_and_alpha_rule(rng):
         want.append(torch.exp(torch.log(torch.stack(norms)).mean()))
     torch.testing.assert_close(got, torch.stack(want).to(got.dtype))
     assert teacher_forcing_alpha(0.5) == 0.0 and teacher_forcing_alpha(4.0) == 0.75
-    # adaptive alpha: raised at once to alpha*, lowered by a fraction per update
-    obj = TeacherForcingObjective("generalized", alpha="adaptive", alpha_relax=0.1)
+
+
+def test_adaptive_alpha_follows_the_reference_schedule(rng):
+    # Hess et al. (2023)'s code: alpha starts at 1; every 5th batch, before its step, alpha* from the
+    # Jacobians at the forcing signals [x; 0] of steps 2..T; raised at once, else alpha <- 0.999 alpha + 0.001 alpha*
+    module = _module(M=5, P=2, N=2)
+    model = module.model
+    with torch.no_grad():
+        model.W.mul_(5.0)  # expanding: alpha* > 0
+    x = torch.as_tensor(rng.normal(size=(4, 20, 2)))
+    batch = {"x": x, "mask": torch.ones(4, 20, dtype=torch.bool)}
+    obj = TeacherForcingObjective("generalized", alpha="adaptive")
+    assert (obj.alpha_start, obj.adapt_every, obj.alpha_decay) == (1.0, 5, 0.999)
+    signals = torch.cat([x[:, 1:], torch.zeros(4, 19, 3, dtype=x.dtype)], dim=2)
+    G = max(torch.exp(torch.stack([torch.log(torch.linalg.matrix_norm(
+        torch.autograd.functional.jacobian(model.step, z[None])[0, :, 0], ord=2)) for z in seq]).mean())
+        for seq in signals)
+    star = 1 - 1 / float(G)
+    assert 0.3 < star < 1
+    module.train()
+    module.alpha.fill_(0.0)
+    for call in range(1, 6):
+        loss = obj(module, batch)
+        assert float(module.alpha) == (0.0 if call < 5 else pytest.approx(star))  # raised at once, at call 5
+    # ... and used in that same call
+    fixed = TeacherForcingObjective("generalized", alpha=star)(module, batch)
+    assert float(loss.detach()) == pytest.approx(float(fixed.detach()), rel=1e-12)
+    module.alpha.fill_(1.0)
+    for _ in range(5):
+        obj(module, batch)
+    assert float(module.alpha) == pytest.approx(0.999 + 0.001 * star)  # lowered slowly
+
+
+def test_adaptive_alpha_fast_schedule(rng):
+    # this package's earlier schedule, kept as an option: from the predicted states after each call
+    module = _module(M=5, P=2, N=2)
+    model = module.model
+    obj = TeacherForcingObjective("generalized", alpha="adaptive", alpha_schedule="fast", alpha_decay=0.9)
+    assert (obj.alpha_start, obj.adapt_every) == (0.0, 1)
     batch = {"x": torch.as_tensor(rng.normal(size=(4, 20, 2))), "mask": torch.ones(4, 20, dtype=torch.bool)}
     module.train()
     with torch.no_grad():
@@ -121,6 +158,10 @@ def test_jacobian_norm_bound_and_alpha_rule(rng):
         model.A.fill_(0.5)  # contracting: alpha* = 0
     obj(module, batch)
     assert float(module.alpha) == pytest.approx(0.9 * high)
+    with pytest.raises(ValueError, match="alpha_schedule"):
+        TeacherForcingObjective("generalized", alpha="adaptive", alpha_schedule="slow")
+    with pytest.raises(ValueError, match="alpha_decay"):
+        TeacherForcingObjective("generalized", alpha="adaptive", alpha_decay=1.0)
 
 
 def _oscillator_data(n_trials=24, T=60, seed=0):

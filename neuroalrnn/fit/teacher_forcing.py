@@ -7,9 +7,14 @@ One objective covers both forms of teacher forcing, run through the fast recurre
   ``tau`` steps the observed units are replaced by the data; alpha = 1 multiplies the
   gradient into the replaced entries by 0, so it is cut;
 * generalized forcing (``forcing="generalized"``, ``tau`` = 1): z~ = (1 - alpha) z + alpha x at
-  every step, alpha fixed or ``"adaptive"`` (Hess et al. 2023): alpha = max(0, 1 - 1/G), G the
-  largest geometric mean of the Jacobian spectral norms along a sequence, raised at once and
-  lowered slowly (``alpha <- alpha + relax * (alpha* - alpha)``).
+  every step, alpha fixed or ``"adaptive"``. Adaptive alpha follows the reference code of Hess et
+  al. (2023, ICML; DurstewitzLab/GTF-shPLRNN, "product_upper_bound"): alpha starts at 1; every
+  5th training batch, before that batch's step, alpha* = max(0, 1 - 1/G) with G the largest (over
+  the batch's sequences) geometric mean of the Jacobian spectral norms at the forcing signals
+  (the data in latent space: [x; 0] for the identity readout, pinv(B)(x - b) for the linear one)
+  of steps 2..T; alpha is raised to alpha* at once, else lowered as alpha <- 0.999 alpha + 0.001
+  alpha*. ``alpha_schedule="fast"`` keeps this package's earlier schedule (see
+  :class:`TeacherForcingObjective`).
 
 A window x_1..x_T gives z_1 = init(x_1) (the observation model), then states z_2..z_T with
 forcing applied to z_k before step k when (k - 1) % tau == 0 (k > 1); the loss is the masked
@@ -26,7 +31,11 @@ from ..model.recurrence import alrnn_scan
 from .recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
 
 __all__ = ["TeacherForcingObjective", "fit_teacher_forcing", "jacobian_norm_bound", "teacher_forcing_alpha",
-           "make_evaluate"]
+           "make_evaluate", "ALPHA_SCHEDULES"]
+
+# adaptive-alpha schedules: start value, training calls between updates, decay gamma towards a lower alpha*
+ALPHA_SCHEDULES = {"reference": {"start": 1.0, "adapt_every": 5, "alpha_decay": 0.999},
+                   "fast": {"start": 0.0, "adapt_every": 1, "alpha_decay": 0.99}}
 
 
 def _check_forcing(forcing, tau, alpha):
@@ -110,10 +119,18 @@ class TeacherForcingObjective:
         Standard deviation of Gaussian noise added to the forcing signal (training only).
     sequence_length : int, optional
         Crop a random window of this many steps from every trial of a batch.
-    adapt_every : int
-        Update the adaptive alpha every this many training calls.
-    alpha_relax : float
-        Fraction of the way alpha moves down towards a lower alpha* per update.
+    alpha_schedule : {"reference", "fast"}
+        Adaptive alpha only. ``"reference"`` (Hess et al. 2023's code): alpha starts at 1 (``alpha_start``,
+        which :func:`fit_teacher_forcing` sets), is updated every 5th training call
+        before that call's forward pass, from the Jacobians at the forcing signals, and decays by
+        ``alpha_decay`` = 0.999. ``"fast"`` (this package's earlier schedule, compared in
+        ``benchmarks/RESULTS_teacher_forcing.md``): starts at 0, updated after every call from the
+        Jacobians at the model's predicted states (applied from the next call on), decay 0.99.
+    adapt_every : int, optional
+        Update the adaptive alpha every this many training calls (default: the schedule's).
+    alpha_decay : float in [0, 1), optional
+        gamma of ``alpha <- gamma alpha + (1 - gamma) alpha*`` when alpha* is lower (default: the
+        schedule's).
     backend : str
         Backend of ``alrnn_scan`` (default: the model's).
 
@@ -131,8 +148,8 @@ class TeacherForcingObjective:
     """
 
     def __init__(self, forcing: str = "sparse", tau: int | None = None, alpha=None, *, noise_std: float = 0.0,
-                 sequence_length: int | None = None, adapt_every: int = 1, alpha_relax: float = 0.01,
-                 backend: str | None = None):
+                 sequence_length: int | None = None, alpha_schedule: str = "reference",
+                 adapt_every: int | None = None, alpha_decay: float | None = None, backend: str | None = None):
         self.tau, self.alpha = _check_forcing(forcing, tau, alpha)
         self.forcing = forcing
         if not (np.isfinite(noise_std) and noise_std >= 0):
@@ -140,12 +157,24 @@ class TeacherForcingObjective:
         if sequence_length is not None and (not isinstance(sequence_length, (int, np.integer))
                                             or sequence_length <= self.tau):
             raise ValueError(f"sequence_length: expected an integer > tau = {self.tau}, got {sequence_length!r}")
+        if alpha_schedule not in ALPHA_SCHEDULES:
+            raise ValueError(f"alpha_schedule: expected one of {tuple(ALPHA_SCHEDULES)}, got {alpha_schedule!r}")
+        defaults = ALPHA_SCHEDULES[alpha_schedule]
+        adapt_every = defaults["adapt_every"] if adapt_every is None else adapt_every
+        alpha_decay = defaults["alpha_decay"] if alpha_decay is None else alpha_decay
         if isinstance(adapt_every, bool) or not isinstance(adapt_every, (int, np.integer)) or adapt_every < 1:
             raise ValueError(f"adapt_every: expected a positive integer (training calls), got {adapt_every!r}")
-        if not 0 < alpha_relax <= 1:
-            raise ValueError(f"alpha_relax: expected a number in (0, 1], got {alpha_relax!r}")
+        if isinstance(alpha_decay, bool) or not isinstance(alpha_decay, (int, float, np.integer, np.floating)) \
+                or not 0 <= alpha_decay < 1:
+            raise ValueError(f"alpha_decay: expected a number in [0, 1), got {alpha_decay!r}")
         self.noise_std, self.sequence_length = float(noise_std), sequence_length
-        self.adapt_every, self.alpha_relax, self.backend = int(adapt_every), float(alpha_relax), backend
+        self.alpha_schedule, self.adapt_every, self.alpha_decay = alpha_schedule, int(adapt_every), float(alpha_decay)
+        self.backend = backend
+
+    @property
+    def alpha_start(self) -> float:
+        """The forcing strength a fit starts from (adaptive: the schedule's start; else ``alpha``)."""
+        return ALPHA_SCHEDULES[self.alpha_schedule]["start"] if self.alpha == "adaptive" else float(self.alpha)
 
     def _crop(self, batch, training):
         x, mask, s = batch["x"], batch["mask"].bool(), batch.get("inputs")
@@ -174,6 +203,9 @@ class TeacherForcingObjective:
             raise ValueError("x: windows need at least 2 time steps")
         model, obs = module.model, module.observation
         x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        adapt = self.alpha == "adaptive" and module.training and self._due(module)
+        if adapt and self.alpha_schedule == "reference":  # before the step, at the forcing signals
+            self._adapt(module, obs.latent_signal(x[:, 1:]), mask[:, 1:])
         z1 = obs.init_state(x[:, 0])
         drive = model.drive(None if s is None else s[:, 1:], B, T - 1)
         force = obs.forcing_signal(x[:, :-1])
@@ -183,7 +215,8 @@ class TeacherForcingObjective:
         if self.tau == 1 and obs.n_force == obs.n_obs and not noisy and bool(mask.all()):
             # constant alpha (exact: forcing z_1 = [x_1; L x_1] with x_1 changes nothing), which lets
             # the fused single-call backends fold it in
-            alpha = module.alpha if self.alpha == "adaptive" else torch.tensor(float(self.alpha), dtype=x.dtype)
+            # (a copy of the adaptive alpha: the update after a 'fast' step must not touch the graph)
+            alpha = module.alpha.detach().clone() if self.alpha == "adaptive" else float(self.alpha)
         else:
             alpha = self.step_alpha(module, mask)
         states = alrnn_scan(z1, drive.contiguous(), model.A, model.W, model.n_relu, force.contiguous(), alpha,
@@ -191,17 +224,21 @@ class TeacherForcingObjective:
         pred = obs.readout(states)
         w = mask[:, 1:].to(pred.dtype)
         loss = (((pred - x[:, 1:]) ** 2).mean(2) * w).sum() / w.sum().clamp_min(1)
-        if self.alpha == "adaptive" and module.training:
-            module.n_updates += 1
-            if (int(module.n_updates) - 1) % self.adapt_every == 0:
-                self._adapt(module, states.detach(), mask[:, 1:])
+        if adapt and self.alpha_schedule == "fast":  # after the step, at the predicted states
+            self._adapt(module, states.detach(), mask[:, 1:])
         return loss
+
+    def _due(self, module) -> bool:
+        """Count a training call; True when alpha is updated in it."""
+        module.n_updates += 1
+        n = int(module.n_updates)
+        return n % self.adapt_every == 0 if self.alpha_schedule == "reference" else (n - 1) % self.adapt_every == 0
 
     def _adapt(self, module, states, mask):
         G = float(jacobian_norm_bound(module.model, states, mask).max())
         target = teacher_forcing_alpha(G)
         current = float(module.alpha)
-        new = target if target > current else current + self.alpha_relax * (target - current)
+        new = target if target > current else self.alpha_decay * current + (1 - self.alpha_decay) * target
         module.alpha.fill_(min(1.0, max(0.0, new)))
 
 
@@ -213,7 +250,8 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
                         lr_decay: float | None = None, clip_grad_norm: float | None = 10.0, eval_every: int = 100,
                         patience: int | None = None, select_metric: str = "n_step",
                         metrics=METRICS, n_ahead: int = 20, free_run_steps: int | None = None, transient: int = 0,
-                        adapt_every: int = 1, alpha_relax: float = 0.01, checkpoint=None, seed: int = 0,
+                        alpha_schedule: str = "reference", adapt_every: int | None = None,
+                        alpha_decay: float | None = None, checkpoint=None, seed: int = 0,
                         progress: bool = False):
     """Fit an ALRNN to recorded trials by sparse or generalized teacher forcing.
 
@@ -227,8 +265,9 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
         Held-out trials (a fraction of ``ds``'s trials, drawn with ``seed``) for evaluation every
         ``eval_every`` steps and best-checkpoint selection by ``select_metric``.
     forcing : {"sparse", "generalized"}
-    tau, alpha
-        Forcing interval and strength; see :class:`TeacherForcingObjective`.
+    tau, alpha, alpha_schedule, adapt_every, alpha_decay
+        Forcing interval and strength, and the adaptive alpha's schedule; see
+        :class:`TeacherForcingObjective`.
     observation : {"identity", "linear"}
         Identity readout of the first N units (N <= M - P) with a learned initial map L, or
         x = B z + b with least-squares states (for N > M - P, e.g. many neurons).
@@ -278,9 +317,9 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
     module = ObservedALRNN(model, make_observation(observation, N, model, seed=seed), mean, std)
     dtype = model.A.dtype
     objective = TeacherForcingObjective(forcing, tau, alpha, noise_std=noise_std, sequence_length=sequence_length,
-                                        adapt_every=adapt_every, alpha_relax=alpha_relax)
-    if alpha != "adaptive":
-        module.alpha.fill_(float(alpha))
+                                        alpha_schedule=alpha_schedule, adapt_every=adapt_every,
+                                        alpha_decay=alpha_decay)
+    module.alpha.fill_(objective.alpha_start)  # a resumed run takes its alpha from the checkpoint
     train_data = to_tensors(ds, mean, std, dtype)
     val_data = None if val_ds is None else to_tensors(val_ds, mean, std, dtype)
     evaluate = None if val_ds is None else make_evaluate(metrics, n_ahead=n_ahead, free_run_steps=free_run_steps,
