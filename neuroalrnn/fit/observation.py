@@ -37,7 +37,7 @@ class IdentityObservation(nn.Module):
     torch.Size([3, 5])
     """
 
-    def __init__(self, n_obs: int, n_units: int, n_relu: int, *, seed=None, dtype=torch.float32):
+    def __init__(self, n_obs: int, n_units: int, n_relu: int, *, seed=None, dtype=torch.float32, device="cpu"):
         super().__init__()
         if n_obs < 1:
             raise ValueError(f"n_obs: expected at least one observed channel, got {n_obs}")
@@ -47,14 +47,19 @@ class IdentityObservation(nn.Module):
                              "units, fewer ReLU units, or observation='linear'")
         self.n_obs, self.n_force = int(n_obs), int(n_obs)
         r = 1.0 / math.sqrt(n_obs)  # the reference's uniform(-1/sqrt(N), 1/sqrt(N)) init of B
+        # drawn on the CPU (the same seed gives the same start on every device), then moved
         L = torch.rand(n_units - n_obs, n_obs, generator=torch_generator(seed), dtype=torch.float64)
-        self.L = nn.Parameter(((2 * L - 1) * r).to(dtype))
+        self.L = nn.Parameter(((2 * L - 1) * r).to(device=device, dtype=dtype))
 
     def init_state(self, x1: torch.Tensor) -> torch.Tensor:
         return torch.cat([x1, x1 @ self.L.T], dim=-1)
 
     def forcing_signal(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    def latent_signal(self, x: torch.Tensor) -> torch.Tensor:
+        """The data as a full latent state [x; 0] (where adaptive alpha takes its Jacobians)."""
+        return torch.cat([x, x.new_zeros(*x.shape[:-1], self.L.shape[0])], dim=-1)
 
     def readout(self, z: torch.Tensor) -> torch.Tensor:
         return z[..., : self.n_obs]
@@ -72,7 +77,7 @@ class LinearObservation(nn.Module):
     True
     """
 
-    def __init__(self, n_obs: int, n_units: int, *, seed=None, dtype=torch.float32):
+    def __init__(self, n_obs: int, n_units: int, *, seed=None, dtype=torch.float32, device="cpu"):
         super().__init__()
         if n_obs < 1:
             raise ValueError(f"n_obs: expected at least one observed channel, got {n_obs}")
@@ -81,8 +86,8 @@ class LinearObservation(nn.Module):
         q, _ = torch.linalg.qr(torch.randn(max(n_obs, n_units), min(n_obs, n_units), generator=gen,
                                            dtype=torch.float64))
         B = q if n_obs >= n_units else q.T  # orthonormal columns (or rows): well-conditioned start
-        self.B = nn.Parameter(B.to(dtype))
-        self.b = nn.Parameter(torch.zeros(n_obs, dtype=dtype))
+        self.B = nn.Parameter(B.to(device=device, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(n_obs, dtype=dtype, device=device))
 
     def _pinv(self) -> torch.Tensor:
         return torch.linalg.pinv(self.B)
@@ -93,6 +98,8 @@ class LinearObservation(nn.Module):
     def forcing_signal(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # the teacher signal is data; B learns through the readout
             return (x - self.b) @ self._pinv().T
+
+    latent_signal = forcing_signal  # already a full latent state
 
     def readout(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.B.T + self.b
@@ -107,11 +114,11 @@ def make_observation(kind: str, n_obs: int, model, *, seed=None) -> nn.Module:
     >>> type(make_observation("linear", 10, ALRNN(4, 2, seed=0), seed=0)).__name__
     'LinearObservation'
     """
-    dtype = model.A.dtype
+    where = dict(dtype=model.A.dtype, device=model.A.device)  # the model's dtype and device
     if kind == "identity":
-        return IdentityObservation(n_obs, model.n_units, model.n_relu, seed=seed, dtype=dtype)
+        return IdentityObservation(n_obs, model.n_units, model.n_relu, seed=seed, **where)
     if kind == "linear":
-        return LinearObservation(n_obs, model.n_units, seed=seed, dtype=dtype)
+        return LinearObservation(n_obs, model.n_units, seed=seed, **where)
     raise ValueError(f"observation: expected 'identity' or 'linear', got {kind!r}")
 
 
@@ -126,11 +133,11 @@ class ObservedALRNN(nn.Module):
     def __init__(self, model, observation: nn.Module, mean, std):
         super().__init__()
         self.model, self.observation = model, observation
-        dtype = model.A.dtype
-        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=dtype).clone())
-        self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=dtype).clone())
-        self.register_buffer("alpha", torch.zeros((), dtype=dtype))
-        self.register_buffer("n_updates", torch.zeros((), dtype=torch.int64))
+        where = dict(dtype=model.A.dtype, device=model.A.device)
+        self.register_buffer("mean", torch.as_tensor(np.array(mean, dtype=float), **where))
+        self.register_buffer("std", torch.as_tensor(np.array(std, dtype=float), **where))
+        self.register_buffer("alpha", torch.zeros((), **where))
+        self.register_buffer("n_updates", torch.zeros((), dtype=torch.int64, device=model.A.device))
 
     # -- helpers ---------------------------------------------------------------------------------
     def drive(self, inputs: torch.Tensor | None, batch: int, n_steps: int) -> torch.Tensor:

@@ -145,8 +145,9 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
         out = {}
 
         def run(x0, n, inputs):
-            x0 = torch.as_tensor(x0, dtype=model.A.dtype)
-            inputs = None if inputs is None else torch.as_tensor(inputs, dtype=model.A.dtype)
+            where = dict(dtype=model.A.dtype, device=model.A.device)
+            x0 = torch.as_tensor(x0, **where)
+            inputs = None if inputs is None else torch.as_tensor(inputs, **where)
             z = alrnn_scan(obs.init_state(x0), model.drive(inputs, len(x0), n).contiguous(), model.A, model.W,
                            model.n_relu, backend=model.backend)
             return obs.readout(z)
