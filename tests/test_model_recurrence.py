@@ -177,7 +177,7 @@ def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
         alpha = _sparse_alpha(torch.float64)
     elif P == M and force is not None:
         alpha = None  # full forcing of ReLU units at every step: not foldable, not sparse
-    a_bt = None if force is None else _broadcast_alpha(alpha, force, 3, 12)
+    a_bt = None if force is None else _broadcast_alpha(alpha, force, (3, 12))
     how = plan(force, alpha, a_bt, P, M)
     assert how == want
     if how is not None:
@@ -422,3 +422,76 @@ def test_auto_runs_the_backend_its_fallback_names(monkeypatch):
     out = alrnn_scan(z0, drive, A, W, 2, force, alpha)
     assert calls == [1]
     torch.testing.assert_close(out, alrnn_scan_reference(z0, drive, A, W, 2, force, alpha))
+
+
+# ---- ensembles: K models in one call ----------------------------------------------------------------
+
+ENSEMBLE_P = [0, 2, M]  # mixed P_k in one call: no ReLU, some, all
+
+
+def _ensemble(forcing, dtype, P=ENSEMBLE_P, B=3, T=7, n_force=2):
+    """K = len(P) independent problems (own data, parameters and P), stacked on a leading model dim."""
+    problems = [_problem(p, forcing, dtype, B=B, T=T, n_force=n_force, seed=10 + k) for k, p in enumerate(P)]
+    z0, drive, A, W = (torch.stack([pr[i] for pr in problems]) for i in range(4))
+    force = None if forcing is None else torch.stack([pr[4] for pr in problems])
+    alphas = [pr[5] for pr in problems]
+    if forcing in (None, "const"):
+        alpha = alphas[0]
+    else:  # per model: (B, T) sparse or (1, T) per-step, broadcast to (K, B, T)
+        alpha = torch.stack([torch.as_tensor(a, dtype=dtype).expand(B, T) for a in alphas])
+    return z0, drive, A, W, force, alpha
+
+
+def _per_model(fn, z0, drive, A, W, P, force, alpha):
+    """Run fn as K single-model calls and stack the results."""
+    K, B, T = drive.shape[:3]
+    alpha_k = None if force is None else torch.broadcast_to(torch.as_tensor(alpha, dtype=drive.dtype), (K, B, T))
+    return torch.stack([fn(z0[k], drive[k], A[k], W[k], P[k], None if force is None else force[k],
+                           None if force is None else alpha_k[k]) for k in range(K)])
+
+
+@pytest.mark.parametrize("forcing", [None, "const", "sparse", "per-step"])
+def test_ensemble_reference_equals_single_model_references(forcing):
+    z0, drive, A, W, force, alpha = _ensemble(forcing, torch.float64)
+    out = alrnn_scan_reference(z0, drive, A, W, ENSEMBLE_P, force, alpha)
+    want = _per_model(alrnn_scan_reference, z0, drive, A, W, ENSEMBLE_P, force, alpha)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    for k, p in enumerate(ENSEMBLE_P):  # and each model equals the independent numpy transcription
+        a = None if force is None else torch.broadcast_to(torch.as_tensor(alpha, dtype=out.dtype), out.shape[:3])[k]
+        np.testing.assert_allclose(out[k].numpy(), _naive(z0[k], drive[k], A[k], W[k], p,
+                                                          None if force is None else force[k], a), atol=1e-12)
+
+
+@pytest.mark.parametrize("n_relu", [2, (2, 2, 2), [0, 2, M], torch.tensor([0, 2, M]), np.array([1, 0, 3])])
+def test_ensemble_n_relu_forms(n_relu):
+    """One int for all models, or K values as a sequence, a 1-D int tensor or a numpy array."""
+    z0, drive, A, W, _, _ = _ensemble(None, torch.float64)
+    P = [int(p) for p in torch.as_tensor(n_relu).expand(3)]
+    want = _per_model(alrnn_scan_reference, z0, drive, A, W, P, None, None)
+    torch.testing.assert_close(alrnn_scan(z0, drive, A, W, n_relu), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_relu=[1, 2]), "n_relu: expected an int in \\[0, 5\\] or 3 of them"),
+    (dict(n_relu=[1, 2, M + 1]), "n_relu"),
+    (dict(n_relu=[1, 2, True]), "n_relu"),
+    (dict(n_relu=torch.tensor([1.0, 2.0, 3.0])), "n_relu"),
+    (dict(z0=torch.zeros(3, M)), "z0: expected shape \\(models, batch, units\\)"),
+    (dict(A=torch.zeros(M)), "A: expected shape \\(models, units\\)"),
+    (dict(W=torch.zeros(2, M, M)), "W"),
+    (dict(force=torch.zeros(3, 7, 2)), "force"),
+    (dict(force=torch.zeros(3, 3, 7, 2), alpha=torch.zeros(2, 1, 1)), "alpha: .*\\(models, batch, time\\)"),
+])
+def test_ensemble_bad_input(kwargs, match):
+    z0, drive, A, W, _, _ = _ensemble(None, torch.float32)
+    args = dict(z0=z0, drive=drive, A=A, W=W, n_relu=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        alrnn_scan(**args)
+
+
+def test_ensemble_zero_steps_and_one_model():
+    z0, drive, A, W, force, alpha = _ensemble("sparse", torch.float64)
+    assert alrnn_scan(z0, drive[:, :, :0], A, W, 1).shape == (3, 3, 0, M)
+    one = alrnn_scan(z0[:1], drive[:1], A[:1], W[:1], [2], force[:1], alpha[:1])  # K = 1
+    torch.testing.assert_close(one[0], alrnn_scan(z0[0], drive[0], A[0], W[0], 2, force[0], alpha[0]))

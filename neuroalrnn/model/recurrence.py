@@ -5,6 +5,11 @@
     prev[:, :N] = (1 - alpha_t) * prev[:, :N] + alpha_t * force_t     # only when force is given
     z_t = A * prev + W @ phi(prev) + drive_t                           # phi: identity, ReLU on last P
 
+Ensembles: with a leading model dim K on every argument (``z0`` (K, B, M), ``drive`` (K, B, T, M),
+``A`` (K, M), ``W`` (K, M, M), ``force`` (K, B, T, N), ``alpha`` broadcastable to (K, B, T)) and
+``n_relu`` one int or K ints, K independent models (each with its own trials and its own P_k) run
+as one computation; a single model is the K = 1 case.
+
 Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` and ``alpha``):
 
 ``"loop"``
@@ -51,52 +56,87 @@ def _phi(z: torch.Tensor, n_lin: int) -> torch.Tensor:
     return torch.cat([z[..., :n_lin], torch.relu(z[..., n_lin:])], dim=-1)
 
 
-def _broadcast_alpha(alpha, force: torch.Tensor, batch: int, n_steps: int) -> torch.Tensor:
-    """Return ``alpha`` as a (B, T) tensor of ``force``'s dtype (``None`` means 1: full forcing)."""
+def _broadcast_alpha(alpha, force: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """Return ``alpha`` broadcast to ``shape`` ((B, T), or (K, B, T)) in ``force``'s dtype (None: 1, full forcing)."""
     if alpha is None:
         alpha = 1.0
     alpha = torch.as_tensor(alpha, dtype=force.dtype, device=force.device)
     try:
-        return torch.broadcast_to(alpha, (batch, n_steps))
+        return torch.broadcast_to(alpha, shape)
     except RuntimeError:
-        raise ValueError(f"alpha: expected a shape broadcastable to (batch, time) = ({batch}, {n_steps}), "
+        dims = "(batch, time)" if len(shape) == 2 else "(models, batch, time)"
+        raise ValueError(f"alpha: expected a shape broadcastable to {dims} = {tuple(shape)}, "
                          f"got {tuple(alpha.shape)}") from None
 
 
+def _n_relu_per_model(n_relu, K: int, M: int, single: bool) -> tuple[int, ...]:
+    """P_k of each model as a tuple of K ints in [0, M] (one int for all, or K values for an ensemble)."""
+    if isinstance(n_relu, torch.Tensor) and n_relu.ndim == 0 and not n_relu.is_floating_point():
+        n_relu = int(n_relu)
+    if not single and not isinstance(n_relu, numbers.Integral):
+        if isinstance(n_relu, torch.Tensor):
+            values = n_relu.tolist() if n_relu.ndim == 1 and not n_relu.is_floating_point() else None
+        else:
+            try:
+                values = list(n_relu)
+            except TypeError:
+                values = None
+        ok = values is not None and len(values) == K and all(
+            isinstance(p, numbers.Integral) and not isinstance(p, bool) and 0 <= p <= M for p in values)
+        if not ok:
+            raise ValueError(f"n_relu: expected an int in [0, {M}] or {K} of them (one per model), got {n_relu!r}")
+        return tuple(int(p) for p in values)
+    if isinstance(n_relu, bool) or not isinstance(n_relu, numbers.Integral) or not 0 <= n_relu <= M:
+        what = "" if single else f" or {K} of them (one per model)"
+        raise ValueError(f"n_relu: expected an int in [0, {M}]{what}, got {n_relu!r}")
+    return (int(n_relu),) * K
+
+
 def _check(z0, drive, A, W, n_relu, force, alpha):
+    """Validate a single-model or ensemble call; return it in ensemble form.
+
+    Returns ``(z0, drive, A, W, n_relu, force, alpha, single)`` with a leading model dim K (K = 1 for
+    a single model), ``n_relu`` a tuple of K ints, and ``alpha`` broadcast to (K, B, T) (None without
+    ``force``).
+    """
     for name, x in (("z0", z0), ("drive", drive), ("A", A), ("W", W)):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if drive.ndim != 3:
-        raise ValueError(f"drive: expected shape (batch, time, units), got {tuple(drive.shape)}")
-    B, T, M = drive.shape
-    if tuple(z0.shape) != (B, M):
-        raise ValueError(f"z0: expected shape (batch, units) = ({B}, {M}), got {tuple(z0.shape)}")
-    if tuple(A.shape) != (M,):
-        raise ValueError(f"A: expected a vector of length {M}, got shape {tuple(A.shape)}")
-    if tuple(W.shape) != (M, M):
-        raise ValueError(f"W: expected shape ({M}, {M}), got {tuple(W.shape)}")
-    if isinstance(n_relu, bool) or not isinstance(n_relu, numbers.Integral) or not 0 <= n_relu <= M:
-        raise ValueError(f"n_relu: expected an int in [0, {M}], got {n_relu!r}")
+    if drive.ndim not in (3, 4):
+        raise ValueError(f"drive: expected shape (batch, time, units), or (models, batch, time, units) for an "
+                         f"ensemble, got {tuple(drive.shape)}")
+    single = drive.ndim == 3
+    K, B, T, M = (1,) + tuple(drive.shape) if single else tuple(drive.shape)
+    lead, names = ((), "") if single else ((K,), "models, ")
+    for name, x, want, dims in (("z0", z0, (B, M), "batch, units"), ("A", A, (M,), "units"),
+                                ("W", W, (M, M), "units, units")):
+        if tuple(x.shape) != lead + want:
+            raise ValueError(f"{name}: expected shape ({names}{dims}) = {lead + want}, got {tuple(x.shape)}")
+    n_relu = _n_relu_per_model(n_relu, K, M, single)
     dtypes = {x.dtype for x in (z0, drive, A, W)}
     if len(dtypes) != 1 or not drive.dtype.is_floating_point:
         raise TypeError(f"z0, drive, A, W: expected one floating dtype, got {sorted(map(str, dtypes))}")
     devices = {x.device for x in (z0, drive, A, W) + ((force,) if isinstance(force, torch.Tensor) else ())}
     if len(devices) != 1:  # a fused kernel handed a pointer from another device would read garbage
         raise ValueError(f"z0, drive, A, W, force: expected tensors on one device, got {sorted(map(str, devices))}")
-    if force is None:
-        if alpha is not None:
-            raise ValueError("alpha: given without force")
-        return None
-    if not isinstance(force, torch.Tensor):
-        raise TypeError(f"force: expected a torch.Tensor, got {type(force).__name__}")
-    if force.ndim != 3 or force.shape[:2] != (B, T) or force.shape[2] > M:
-        raise ValueError(f"force: expected shape (batch, time, N) = ({B}, {T}, N<={M}), got {tuple(force.shape)}")
-    if force.dtype != drive.dtype:
-        raise TypeError(f"force: expected dtype {drive.dtype}, got {force.dtype}")
-    if not bool(torch.isfinite(force).all()):
-        raise ValueError("force: contains NaN or inf (set alpha to 0 where there is no data, and fill force)")
-    return _broadcast_alpha(alpha, force, B, T)
+    if force is not None:
+        if not isinstance(force, torch.Tensor):
+            raise TypeError(f"force: expected a torch.Tensor, got {type(force).__name__}")
+        if force.ndim != drive.ndim or force.shape[:-1] != drive.shape[:-1] or force.shape[-1] > M:
+            raise ValueError(f"force: expected shape ({names}batch, time, N) = {lead + (B, T)} + (N<={M},), "
+                             f"got {tuple(force.shape)}")
+        if force.dtype != drive.dtype:
+            raise TypeError(f"force: expected dtype {drive.dtype}, got {force.dtype}")
+        if not bool(torch.isfinite(force).all()):
+            raise ValueError("force: contains NaN or inf (set alpha to 0 where there is no data, and fill force)")
+        alpha = _broadcast_alpha(alpha, force, lead + (B, T))
+    elif alpha is not None:
+        raise ValueError("alpha: given without force")
+    if single:
+        z0, drive, A, W = z0[None], drive[None], A[None], W[None]
+        if force is not None:
+            force, alpha = force[None], alpha[None]
+    return z0, drive, A, W, n_relu, force, alpha, single
 
 
 def _exact_fallback(drive: torch.Tensor) -> str:
@@ -114,11 +154,51 @@ def _exact_fallback(drive: torch.Tensor) -> str:
     return "loop"
 
 
+def _relu_mask(n_relu: tuple, M: int, device) -> torch.Tensor:
+    """(K, 1, M) bool: True on the ReLU units of each model (the last P_k)."""
+    n_lin = torch.tensor([M - p for p in n_relu], device=device)
+    return (torch.arange(M, device=device) >= n_lin[:, None])[:, None, :]
+
+
+def _phi_models(z: torch.Tensor, n_relu: tuple, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``_phi`` of each model's states z (K, ..., M): ReLU on the last P_k units of model k."""
+    M = z.shape[-1]
+    if all(p == 0 for p in n_relu):
+        return z
+    if all(p == M for p in n_relu):
+        return torch.relu(z)
+    if mask is None:
+        mask = _relu_mask(n_relu, M, z.device)
+    return torch.where(mask.reshape((len(n_relu),) + (1,) * (z.ndim - 2) + (M,)), torch.relu(z), z)
+
+
+def _scan_reference(z0, drive, A, W, n_relu: tuple, force=None, alpha=None):
+    """The loop on ensemble-form tensors (K leading; ``alpha`` (K, B, T)), as ``_check`` returns them."""
+    K, B, T, M = drive.shape
+    mask = _relu_mask(n_relu, M, drive.device)
+    drives = drive.unbind(2)  # unbind once: indexing drive[:, :, t] in the loop makes backward O(T^2)
+    if force is not None:
+        forces, alphas = force.unbind(2), alpha.unbind(2)
+        n_force = force.shape[-1]
+    a, WT = A[:, None, :], W.transpose(1, 2)
+    prev, out = z0, []
+    for t in range(T):
+        if force is not None:
+            al = alphas[t][..., None]
+            head = (1 - al) * prev[..., :n_force] + al * forces[t]
+            prev = torch.cat([head, prev[..., n_force:]], dim=-1)
+        prev = a * prev + torch.matmul(_phi_models(prev, n_relu, mask), WT) + drives[t]
+        out.append(prev)
+    if not out:
+        return drive.new_zeros(drive.shape) + 0 * z0[:, :, None, :]  # keeps the autograd graph
+    return torch.stack(out, dim=2)
+
+
 def alrnn_scan_reference(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.Tensor,
-                         n_relu: int, force: torch.Tensor | None = None, alpha=None) -> torch.Tensor:
+                         n_relu, force: torch.Tensor | None = None, alpha=None) -> torch.Tensor:
     """Plain per-step loop of torch ops: the definition the fast backends are tested against.
 
-    Same arguments and result as :func:`alrnn_scan`.
+    Same arguments and result as :func:`alrnn_scan` (one model, or an ensemble of K).
 
     Examples
     --------
@@ -127,45 +207,34 @@ def alrnn_scan_reference(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor,
     >>> alrnn_scan_reference(z0, drive, torch.full((2,), 0.5), torch.zeros(2, 2), 1)[0, :, 0].tolist()
     [1.0, 1.5, 1.75]
     """
-    B, T, M = drive.shape
-    n_lin = M - n_relu
-    drives = drive.unbind(1)  # unbind once: indexing drive[:, t] in the loop makes backward O(T^2)
-    if force is not None:
-        alpha = _broadcast_alpha(alpha, force, B, T)
-        forces, alphas = force.unbind(1), alpha.unbind(1)
-        n_force = force.shape[2]
-    prev, out = z0, []
-    for t in range(T):
-        if force is not None:
-            a = alphas[t][:, None]
-            head = (1 - a) * prev[:, :n_force] + a * forces[t]
-            prev = torch.cat([head, prev[:, n_force:]], dim=1)
-        prev = A * prev + _phi(prev, n_lin) @ W.T + drives[t]
-        out.append(prev)
-    if not out:
-        return drive.new_zeros((B, 0, M))
-    return torch.stack(out, dim=1)
+    z0, drive, A, W, n_relu, force, alpha, single = _check(z0, drive, A, W, n_relu, force, alpha)
+    states = _scan_reference(z0, drive, A, W, n_relu, force, alpha)
+    return states[0] if single else states
 
 
-def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.Tensor, n_relu: int,
+def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.Tensor, n_relu,
                force: torch.Tensor | None = None, alpha=None, *, backend: str = "auto") -> torch.Tensor:
-    """Run the AL-RNN recurrence over T steps and return the states (batch, T, M) for steps 1..T.
+    """Run the AL-RNN recurrence over T steps and return the states for steps 1..T.
+
+    One model, or an ensemble of K models run as one computation (a leading model dim on every
+    argument; each model has its own batch of trials, its own parameters and its own P).
 
     Parameters
     ----------
-    z0 : Tensor (batch, M)
+    z0 : Tensor (batch, M), or (K, batch, M)
         Initial states.
-    drive : Tensor (batch, T, M)
+    drive : Tensor (batch, T, M), or (K, batch, T, M)
         ``h + C s_t``, precomputed.
-    A : Tensor (M,)
+    A : Tensor (M,), or (K, M)
         Diagonal of the linear auto-regression.
-    W : Tensor (M, M)
+    W : Tensor (M, M), or (K, M, M)
         Connectivity, applied to ``phi(z)`` (identity on the first M - P units, ReLU on the last P).
-    n_relu : int
-        P, the number of ReLU units (0 = linear RNN, M = classic PLRNN).
-    force : Tensor (batch, T, N), optional
+    n_relu : int, or (ensembles) a sequence or 1-D integer tensor of K ints
+        P, the number of ReLU units (0 = linear RNN, M = classic PLRNN); for an ensemble one P for
+        all models, or P_k per model.
+    force : Tensor (batch, T, N), or (K, batch, T, N), optional
         Finite teacher signal for the first N units, mixed into the previous state before each step.
-    alpha : float or Tensor broadcastable to (batch, T), optional
+    alpha : float or Tensor broadcastable to (batch, T), or (K, batch, T), optional
         Forcing weight (0 = no forcing, 1 = replace; default 1 when ``force`` is given). Sparse
         teacher forcing is alpha 1 at forced steps, 0 elsewhere; generalized forcing a constant.
     backend : {"auto", "numba", "rnn", "triton", "loop"}
@@ -173,7 +242,7 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
 
     Returns
     -------
-    Tensor (batch, T, M)
+    Tensor (batch, T, M), or (K, batch, T, M)
 
     Examples
     --------
@@ -181,14 +250,22 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     >>> z0, drive = torch.zeros(1, 2), torch.ones(1, 3, 2)
     >>> alrnn_scan(z0, drive, torch.full((2,), 0.5), torch.zeros(2, 2), 1)[0, :, 1].tolist()
     [1.0, 1.5, 1.75]
+
+    Two models (K = 2) with P = 0 and P = 2, one trial each:
+
+    >>> A, W = torch.full((2, 2), 0.5), torch.zeros(2, 2, 2)
+    >>> alrnn_scan(torch.zeros(2, 1, 2), -torch.ones(2, 1, 3, 2), A, W, [0, 2]).shape
+    torch.Size([2, 1, 3, 2])
     """
-    alpha_bt = _check(z0, drive, A, W, n_relu, force, alpha)
-    n_relu = int(n_relu)  # numpy integers are accepted
+    z0_, drive_, A_, W_, P, force_, alpha_bt, single = _check(z0, drive, A, W, n_relu, force, alpha)
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if drive.shape[-2] == 0:
+        return drive.new_zeros(drive.shape) + 0 * z0[..., None, :]  # keeps the autograd graph
+    if not single:  # ensembles run the loop until the fused kernels take the model dim
+        return _scan_reference(z0_, drive_, A_, W_, P, force_, alpha_bt)
+    n_relu, alpha_bt = P[0], None if force is None else alpha_bt[0]
     M = A.shape[0]
-    if drive.shape[1] == 0:
-        return drive.new_zeros(drive.shape) + 0 * z0[:, None, :]  # keeps the autograd graph
     if backend in ("auto", "rnn") and (backend == "rnn" or drive.device.type != "cpu"):
         from neuroalrnn.model._rnn_identity import plan, rnn_scan
 
@@ -211,4 +288,4 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
         from neuroalrnn.model._numba import numba_scan
 
         return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
-    return alrnn_scan_reference(z0, drive, A, W, n_relu, force, alpha_bt)
+    return _scan_reference(z0_, drive_, A_, W_, P, force_, None if force is None else alpha_bt[None])[0]
