@@ -93,6 +93,17 @@ def test_simulate_free_run_and_with_inputs():
         m.simulate(z0)
 
 
+def test_simulate_returns_plain_tensors_unless_asked_for_gradients():
+    m = ALRNN(6, 2, seed=0)
+    states = m.simulate(torch.ones(2, 6), n_steps=50)
+    assert not states.requires_grad and states.numpy().shape == (2, 50, 6)  # it used to carry a graph
+    run = m.simulate(torch.ones(2, 6), n_steps=5, grad=True)
+    run.sum().backward()
+    assert m.W.grad is not None and m.W.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert not m.simulate(torch.ones(2, 6), n_steps=5, grad=True).requires_grad
+
+
 def test_gradients_reach_all_parameters():
     m = _model(dtype=torch.float32)
     _, y = m(torch.randn(3, 6, 3))
@@ -268,3 +279,10 @@ def test_step_and_readout_name_a_dtype_mismatch():
 def test_from_params_names_a_float_dtype_torch_lacks():
     with pytest.raises(TypeError, match="A: expected float16/32/64"):
         ALRNN.from_params(A=np.ones(2, np.longdouble), W=np.zeros((2, 2)), h=np.zeros(2), n_relu=1)
+
+
+@pytest.mark.parametrize("complex_array", [np.array([0.5 + 1j, 0.5]), torch.tensor([0.5 + 1j, 0.5]), [0.5j, 0.5]])
+def test_from_params_refuses_complex_values(complex_array):
+    # the imaginary part used to be dropped with only a numpy ComplexWarning
+    with pytest.raises(TypeError, match=r"A: expected real values, got complex"):
+        ALRNN.from_params(A=complex_array, W=np.zeros((2, 2)), h=np.zeros(2), n_relu=1)

@@ -141,6 +141,9 @@ class ALRNN(nn.Module):
                 continue
             if not isinstance(x, (np.ndarray, torch.Tensor, list, tuple, float, int)):
                 raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
+            if x.is_complex() if isinstance(x, torch.Tensor) else np.iscomplexobj(x):
+                raise TypeError(f"{name}: expected real values, got complex ones (the imaginary part would be "
+                                "dropped); pass the real part explicitly if that is meant")
             t = x.detach().cpu().clone() if isinstance(x, torch.Tensor) else torch.as_tensor(np.array(x, dtype=float))
             if isinstance(x, torch.Tensor) and x.dtype.is_floating_point:
                 given[name] = x.dtype
@@ -288,17 +291,21 @@ class ALRNN(nn.Module):
         states = alrnn_scan(z0, drive, self.A, self.W, self.n_relu, force, alpha, backend=self.backend)
         return states, self.readout(states)
 
-    def simulate(self, z0, n_steps: int | None = None, inputs=None) -> torch.Tensor:
+    def simulate(self, z0, n_steps: int | None = None, inputs=None, *, grad: bool = False) -> torch.Tensor:
         """Free run from ``z0`` (batch, M) for ``n_steps`` (or as many steps as ``inputs`` has).
 
-        Returns the states (batch, T, M) for steps 1..T.
+        Returns the states (batch, T, M) for steps 1..T, on the model's device. By default they are
+        plain tensors (no autograd graph, so ``.numpy()`` works on CPU and long runs keep no graph);
+        ``grad=True`` records the graph for gradients (unless called under ``torch.no_grad``).
 
         Examples
         --------
         >>> import torch
         >>> m = ALRNN(4, 1, seed=0)
-        >>> tuple(m.simulate(torch.ones(2, 4), n_steps=5).shape)
-        (2, 5, 4)
+        >>> states = m.simulate(torch.ones(2, 4), n_steps=5)
+        >>> states.shape, states.requires_grad
+        (torch.Size([2, 5, 4]), False)
+        >>> m.simulate(torch.ones(2, 4), n_steps=5, grad=True).sum().backward()
         """
         x = None if inputs is None else self._check_inputs(inputs)
         z0 = self._check_z0(z0, None if x is None else x.shape[0])
@@ -309,8 +316,8 @@ class ALRNN(nn.Module):
         elif n_steps is not None and int(n_steps) != x.shape[1]:
             raise ValueError(f"n_steps: {n_steps} does not match the {x.shape[1]} time steps of inputs")
         T = x.shape[1] if x is not None else n_steps
-        drive = self.drive(x, z0.shape[0], T)
-        return alrnn_scan(z0, drive, self.A, self.W, self.n_relu, backend=self.backend)
+        with torch.set_grad_enabled(bool(grad) and torch.is_grad_enabled()):
+            return alrnn_scan(z0, self.drive(x, z0.shape[0], T), self.A, self.W, self.n_relu, backend=self.backend)
 
     def params_numpy(self) -> dict:
         """Parameters as float64 numpy arrays (copies): dict(A, W, h, C, B, b).
