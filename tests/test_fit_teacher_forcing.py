@@ -273,3 +273,8 @@ def test_bad_input(rng):
         fit_teacher_forcing(ALRNN(8, 2), x, forcing="full")
     with pytest.raises(ValueError, match="M - P"):
         IdentityObservation(3, 4, 2)
+    for empty, what in ((x[:0], "zero trials"), (x[:, :0], "zero time steps"), (x[..., :0], "zero channels")):
+        with pytest.raises(ValueError, match=what):  # zero trials used to blame NaN channels
+            fit_teacher_forcing(ALRNN(8, 2), empty)
+    with pytest.raises(ValueError, match="zero trials"):
+        fit_teacher_forcing(ALRNN(8, 2), from_arrays(activity=x).isel(trial=[]))

@@ -22,6 +22,14 @@ def _nan_lengths(x: np.ndarray) -> np.ndarray:
     return np.where(ok.all(1), ok.shape[1], np.argmin(ok, axis=1)).astype(int)
 
 
+def _check_not_empty(sizes: dict):
+    """Zero trials, steps or channels get their own message (not one about NaN channels)."""
+    for dim, what in (("trial", "trials"), ("time", "time steps"), ("unit", "channels (unit)")):
+        if sizes.get(dim, 1) == 0:
+            raise ValueError(f"ds: the activity has zero {what}; teacher forcing needs at least one trial of "
+                             "two or more time steps with at least one channel")
+
+
 def _as_dataset(data, inputs=None):
     """A TrialDataset from a TrialDataset or a NaN-padded (trial, time, N) array."""
     from ..schema import from_arrays, validate
@@ -30,6 +38,7 @@ def _as_dataset(data, inputs=None):
         if "activity" not in data.data_vars:
             raise ValueError("ds: the TrialDataset has no 'activity' to fit")
         act = data["activity"]
+        _check_not_empty(dict(act.sizes))
         dead = act.isnull().all(("trial", "time")).values
         if dead.any():
             raise ValueError(f"activity: channels {data['unit'].values[dead].tolist()} (unit) are NaN "
@@ -40,6 +49,7 @@ def _as_dataset(data, inputs=None):
         x = x[None]
     if x.ndim != 3:
         raise ValueError(f"ds: expected a TrialDataset or a (trial, time, unit) array, got shape {x.shape}")
+    _check_not_empty(dict(zip(("trial", "time", "unit"), x.shape)))
     dead = np.isnan(x).all(axis=(0, 1))
     if dead.any():
         raise ValueError(f"activity: channels {np.flatnonzero(dead).tolist()} (unit) are NaN everywhere; "
