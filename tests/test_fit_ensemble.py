@@ -1,0 +1,173 @@
+"""Ensemble training: each model's result equals training it alone; freezing, padding and resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuroalrnn.fit._stacked import StackedOptimizer, clip_coefficients, model_norms
+from neuroalrnn.fit.ensemble import train_ensemble
+from neuroalrnn.fit.ensemble_task import fit_task_ensemble
+from neuroalrnn.fit.task import fit_task
+from neuroalrnn.model import ALRNN, ALRNNEnsemble
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("kind", ["adam", "radam"])
+def test_stacked_optimizer_matches_torch(kind):
+    K, shapes = 3, [(4,), (4, 4), (2, 4)]
+    g = torch.Generator().manual_seed(0)
+    init = [torch.randn(K, *s, generator=g, dtype=F64) for s in shapes]
+    lrs, gammas, clips = [0.01, 0.02, 0.005], [0.99, 1.0, 0.95], [1.0, 0.5, None]
+    solo = []
+    for k in range(K):
+        ps = [torch.nn.Parameter(t[k].clone()) for t in init]
+        opt = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}[kind](ps, lr=lrs[k], weight_decay=0.01 * k)
+        solo.append((ps, opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gammas[k])))
+    stacked = [torch.nn.Parameter(t.clone()) for t in init]
+    opt = StackedOptimizer(stacked, kind, torch.tensor(lrs, dtype=F64), torch.tensor(gammas, dtype=F64),
+                           torch.tensor([0.0, 0.01, 0.02], dtype=F64))
+    max_norm = torch.tensor([np.inf if c is None else c for c in clips], dtype=F64)
+    for _ in range(30):  # RAdam switches to its rectified update after 5 steps
+        grads = [3 * torch.randn(K, *s, generator=g, dtype=F64) for s in shapes]
+        for k, (ps, o, sched) in enumerate(solo):
+            for p, gr in zip(ps, grads):
+                p.grad = gr[k].clone()
+            if clips[k] is not None:
+                torch.nn.utils.clip_grad_norm_(ps, clips[k])
+            o.step()
+            sched.step()
+        coef = clip_coefficients(model_norms(grads), max_norm)
+        for p, gr in zip(stacked, grads):
+            p.grad = gr * coef.reshape((-1,) + (1,) * (gr.ndim - 1))
+        opt.step()
+    for k, (ps, o, _) in enumerate(solo):
+        assert opt.lr[k].item() == o.param_groups[0]["lr"]
+        for p, s in zip(ps, stacked):
+            torch.testing.assert_close(s[k].detach(), p.detach(), rtol=0, atol=1e-13)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    from neuroalrnn.tasks import stimulus_selection
+
+    return stimulus_selection(120, seed=0)
+
+
+def _assert_same(single_model, single_res, member, res, atol=1e-10, rtol=1e-9):
+    for name in "AWhCBb":
+        torch.testing.assert_close(getattr(member, name), getattr(single_model, name).detach(), rtol=0, atol=atol)
+    assert (res.best_step, res.n_steps, res.stopped_early) == \
+        (single_res.best_step, single_res.n_steps, single_res.stopped_early)
+    assert list(res.history.columns) == list(single_res.history.columns)
+    np.testing.assert_allclose(res.history.to_numpy(), single_res.history.to_numpy(), rtol=rtol, atol=atol)
+    assert res.history.index.tolist() == single_res.history.index.tolist()
+    np.testing.assert_array_equal(res.extra["val_trials"], single_res.extra["val_trials"])
+
+
+def test_task_ensemble_equals_separate_fits(ds):
+    # different P, seeds, learning rates and clipping; folds of different sizes (padded validation
+    # sets), one smaller than a batch (padded batches); early stopping at different steps
+    folds = [np.arange(0, 90), np.arange(30, 120), np.arange(0, 120, 2), np.arange(100, 120)]
+    P, seeds, lrs, clip = [0, 2, 8, 2], [3, 4, 5, 6], [0.01, 0.05, 0.003, 0.02], [1.0, 0.1, None, 1.0]
+    kw = dict(n_steps=48, eval_every=8, batch_size=32, patience=2, lr_decay=0.99)
+    ens = ALRNNEnsemble(8, P, 5, 1, seeds=seeds, dtype=F64)
+    results = fit_task_ensemble(ens, ds, folds, seeds=seeds, lr=lrs, clip_grad_norm=clip, **kw)
+    for k in range(len(P)):
+        model = ALRNN(8, P[k], 5, 1, seed=seeds[k], dtype=F64)
+        solo = fit_task(model, ds.isel(trial=folds[k]), seed=seeds[k], lr=lrs[k], clip_grad_norm=clip[k],
+                        progress=False, **kw)
+        _assert_same(model, solo, ens.member(k), results[k])
+    assert len({r.n_steps for r in results}) > 1  # some stopped early, the others went on
+
+
+def test_accuracy_selection_and_float32(ds):
+    kw = dict(n_steps=20, eval_every=5, batch_size=16, select_metric="val_accuracy", loss="ce")
+    ens = ALRNNEnsemble(6, [1, 6], 5, 1, seeds=[0, 1])
+    results = fit_task_ensemble(ens, ds, seeds=[0, 1], **kw)
+    for k in range(2):
+        model = ALRNN(6, [1, 6][k], 5, 1, seed=k)
+        solo = fit_task(model, ds, seed=k, progress=False, **kw)
+        _assert_same(model, solo, ens.member(k), results[k], atol=1e-5, rtol=1e-5)
+
+
+class Linear(torch.nn.Module):
+    """K linear regressions x -> y, stacked."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(k, 3, 1, dtype=F64))
+
+
+def mse(module, batch):
+    return ((batch["x"] @ module.w - batch["y"]) ** 2).mean((1, 2))
+
+
+def _regression(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g, dtype=F64)
+    return {"x": x, "y": x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=F64)}
+
+
+def test_a_diverging_model_is_frozen_and_the_others_go_on():
+    data = _regression()
+    data["x"][40:] = np.inf  # model 1 trains on these trials only
+    kw = dict(n_steps=30, batch_size=8, lr=0.05, eval_every=10, seeds=[0, 1])
+    both = Linear(2)
+    results = train_ensemble(both, mse, data, [range(40), range(40, 64)], **kw)
+    alone = Linear(1)
+    (solo,) = train_ensemble(alone, mse, data, [range(40)], **dict(kw, seeds=[0]))
+    torch.testing.assert_close(both.w[0], alone.w[0], rtol=0, atol=0)
+    assert "error" not in results[0].extra and results[0].n_steps == 30
+    assert "non-finite at step 0" in results[1].extra["error"] and results[1].n_steps == 0
+    assert torch.equal(both.w[1], torch.zeros(3, 1, dtype=F64))  # held at its last finite parameters
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_is_identical(tmp_path):
+    data = _regression()
+    val = [range(48, 64), range(50, 64)]
+    kw = dict(val_index=val, n_steps=40, batch_size=8, lr=[0.05, 0.02], eval_every=10, patience=[None, 1],
+              seeds=[0, 1], fingerprint="run-a", optimizer="radam")
+    full = Linear(2)
+    expected = train_ensemble(full, mse, data, [range(48), range(40)], **kw)
+    calls = []
+
+    def dies_at_25(module, batch):
+        calls.append(module.training)
+        if sum(calls) == 25:
+            raise Interrupt
+        return mse(module, batch)
+
+    ckpt = tmp_path / "ensemble.ckpt"
+    with pytest.raises(Interrupt):
+        train_ensemble(Linear(2), dies_at_25, data, [range(48), range(40)], checkpoint=ckpt, **kw)
+    assert ckpt.exists()
+    calls.clear()
+    resumed_model = Linear(2)
+    resumed = train_ensemble(resumed_model, dies_at_25, data, [range(48), range(40)], checkpoint=ckpt, **kw)
+    assert sum(calls) == 40 - 20  # went on from the checkpoint of step 20
+    assert torch.equal(resumed_model.w, full.w)
+    for a, b in zip(resumed, expected):
+        assert (a.best_step, a.n_steps, a.stopped_early) == (b.best_step, b.n_steps, b.stopped_early)
+        np.testing.assert_array_equal(a.history.to_numpy(), b.history.to_numpy())
+    with pytest.raises(ValueError, match="other data, settings or seeds"):
+        train_ensemble(Linear(2), mse, data, [range(48), range(40)], checkpoint=ckpt, **dict(kw, fingerprint="b"))
+
+
+def test_bad_settings_are_named(ds):
+    data = _regression()
+    with pytest.raises(ValueError, match="model dim"):
+        train_ensemble(Linear(2), mse, data, [range(10)])
+    with pytest.raises(ValueError, match="lr: expected one value per model"):
+        train_ensemble(Linear(2), mse, data, [range(10), range(10)], lr=[0.1])
+    with pytest.raises(ValueError, match="lr"):
+        train_ensemble(Linear(2), mse, data, [range(10), range(10)], lr=[0.1, -1])
+    ens = ALRNNEnsemble(4, [1, 2], 5, 1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        fit_task_ensemble(ens, ds, val_fraction=[0.2, 0.0], n_steps=2)
+    with pytest.raises(ValueError, match=r"train_trials\[1\]"):
+        fit_task_ensemble(ens, ds, [np.arange(5), np.arange(500, 510)], n_steps=2)
