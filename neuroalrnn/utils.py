@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +22,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
     If the block raises (or the process dies), ``path`` is left untouched and
     the temporary file is removed, so a reader never sees a half-written file.
+    A write that failed because the disk is full or read-only raises an
+    ``OSError`` saying so (see :func:`atomic_writes`).
 
     Examples
     --------
@@ -28,22 +34,185 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     >>> np.load(target).tolist()
     [0, 1, 2]
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    with atomic_writes(path) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Write files that belong together: all of them are moved into place, or none.
+
+    Yields one temporary path next to each of ``paths``; once the block has written
+    every one they are moved into place in the order given (put the file that marks a
+    complete set, e.g. a manifest, last). If the block raises or the process dies,
+    nothing is moved and the temporary files are removed. Temporary files that a
+    killed process left behind (``.<name>.*.tmp*`` beside a target) are removed by the
+    next write into that folder. When a write fails because the disk is full or
+    read-only, the error is an ``OSError`` with that ``errno`` and the file's name,
+    whatever the writing library raised (netCDF4 says "permission denied" for a full
+    disk, safetensors and torch raise their own errors).
+
+    Examples
+    --------
+    >>> import json, tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> with atomic_writes(os.path.join(folder, "data.txt"), os.path.join(folder, "done.json")) as (data, done):
+    ...     _ = data.write_text("1 2 3")
+    ...     _ = done.write_text(json.dumps({"files": ["data.txt"]}))
+    >>> sorted(os.listdir(folder))
+    ['data.txt', 'done.json']
+    """
+    paths = [Path(p) for p in paths]
     umask = os.umask(0)
     os.umask(umask)
+    tmps: list[Path] = []
     try:
-        yield tmp
-        # mkstemp makes 0600; give the file the usual permissions. After the block: some writers
-        # (safetensors) replace the file instead of writing into it, and theirs is 0600 again
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if str(path.parent.resolve()) not in _CLEANED:
+                remove_stale_temps(path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_temp_tag()}", suffix=".tmp" + path.suffix,
+                                       dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+            _LIVE.add(tmp)
+        try:
+            yield tmps
+            # mkstemp makes 0600; give the files the usual permissions. After the block: some writers
+            # (safetensors) replace the file instead of writing into it, and theirs is 0600 again
+            for tmp in tmps:
+                os.chmod(tmp, 0o666 & ~umask)
+        except Exception as err:
+            problem = disk_error(err, paths[0] if len(paths) == 1 else paths[0].parent)
+            if problem is not None:
+                raise problem from err
+            raise
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for tmp in tmps:
+            _LIVE.discard(str(tmp))
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+# temporary files of atomic writes: ".<name>.nrtmp-<host>-<pid>-<random>.tmp<suffix>", so the next
+# write can tell a dead writer's leftovers from a live one's
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:nrtmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-)?[A-Za-z0-9_]{8}\.tmp(?P<suffix>.*)$")
+_LIVE: set[str] = set()  # temporary files this process is writing now
+_CLEANED: set[str] = set()  # folders already cleaned by this process
+# a temporary file another machine (a shared folder) or an older neuroalrnn left is stale after a day
+STALE_AFTER = 24 * 3600.0
+# free space below which a failed write is put down to a full disk
+FULL_BELOW = 1 << 20
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def _temp_tag() -> str:
+    return f"nrtmp-{_host()}-{os.getpid()}-"
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left in ``folder``; return them.
+
+    A temporary file is stale when the process that wrote it (named in the file's name)
+    is gone, or when it came from another machine or an older version over
+    ``STALE_AFTER`` seconds ago. Files of live writers are kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> remove_stale_temps(tempfile.mkdtemp())
+    []
+    """
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    _CLEANED.add(str(folder.resolve()))
+    now = time.time()
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None or not match["name"].endswith(match["suffix"]) or entry.path in _LIVE:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or not _stale(entry, match, now):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _stale(entry, match, now) -> bool:
+    mtime = entry.stat(follow_symlinks=False).st_mtime
+    if match["pid"] is None or match["host"] != _host():  # an older version's, or another machine's
+        return now - mtime > STALE_AFTER
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return True  # not among this process's live files (checked by the caller)
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with distributed
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    try:
+        return psutil.Process(pid).create_time() > mtime + 1.0  # the pid now belongs to a younger process
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_error(err: BaseException, path: str | os.PathLike) -> OSError | None:
+    """The ``OSError`` behind a failed write of ``path`` when its disk is the cause, else None.
+
+    Looks at the folder (read-only mount; less than ``FULL_BELOW`` bytes free) and at the
+    error and its causes (an errno, or the "os error N" / "errno = N" text of Rust and HDF5
+    writers): no space, quota exceeded, read-only file system, permission denied.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> disk_error(RuntimeError("boom"), os.path.join(tempfile.mkdtemp(), "x")) is None
+    True
+    >>> disk_error(RuntimeError("I/O error: No space left on device (os error 28)"), "x").strerror
+    'No space left on device'
+    """
+    if isinstance(err, (TypeError, ValueError, KeyError, AttributeError)) and not isinstance(err, OSError):
+        return None  # a program or data error, whatever the disk's state
+    code = None
+    with contextlib.suppress(OSError, AttributeError):  # no statvfs on Windows
+        disk = os.statvfs(path if os.path.isdir(path) else Path(path).parent)
+        if disk.f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+        elif (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize < FULL_BELOW:
+            code = errno.ENOSPC  # netCDF4 reports a full disk as EACCES
+    seen = set()
+    while code is None and err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+            code = err.errno
+        else:
+            found = re.search(r"os error (\d+)|errno = (\d+)", str(err))
+            if found and int(found[1] or found[2]) in _DISK_ERRNOS:
+                code = int(found[1] or found[2])
+        err = err.__cause__ or err.__context__
+    return None if code is None else OSError(code, os.strerror(code), str(path))
 
 
 def check_random_state(seed) -> np.random.Generator:

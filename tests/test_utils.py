@@ -56,3 +56,77 @@ def test_check_number_types_bounds_and_messages():
             check_number("x", bad, **kwargs)
     with pytest.raises(TypeError, match="dt: expected seconds, got str"):
         check_number("dt", "a", expected="seconds")
+
+
+def _killed_writer(target, hold=False):
+    """A process that dies by SIGKILL (or waits to be killed) inside ``atomic_write(target)``."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys, time\nfrom neuroalrnn.utils import atomic_write\n"
+            f"with atomic_write({str(target)!r}) as tmp:\n"
+            "    tmp.write_text('half')\n"
+            "    print('writing', flush=True)\n"
+            f"    time.sleep(60) if {hold} else os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    import signal
+
+    from neuroalrnn.utils import remove_stale_temps
+
+    target = tmp_path / "ckpt.pt"
+    _killed_writer(target).wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".ckpt.pt.") and left[0].endswith(".tmp.pt")
+    live = _killed_writer(tmp_path / "other.pt", hold=True)  # a live writer's file is kept
+    try:
+        with atomic_write(target) as tmp:
+            tmp.write_text("whole")
+        assert target.read_text() == "whole"
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ckpt")) == []
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".other.pt.")]
+        assert remove_stale_temps(tmp_path) == []
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()
+    removed = remove_stale_temps(tmp_path)
+    assert [p.name.split(".")[1] for p in removed] == ["other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+def test_stale_temporary_files_of_other_machines_and_versions_wait_a_day(tmp_path):
+    import os
+    import time
+
+    from neuroalrnn.utils import STALE_AFTER, remove_stale_temps
+
+    names = [".a.json.nrtmp-otherhost-1-abcd_123.tmp.json", ".a.json.k2j4_x9q.tmp.json"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".bashrc").write_text("mine")  # not a temporary file of ours
+    assert remove_stale_temps(tmp_path) == []
+    old = time.time() - STALE_AFTER - 60
+    for name in names + [".bashrc"]:
+        os.utime(tmp_path / name, (old, old))
+    assert sorted(p.name for p in remove_stale_temps(tmp_path)) == sorted(names)
+    assert [p.name for p in tmp_path.iterdir()] == [".bashrc"]
+
+
+def test_atomic_writes_moves_all_files_or_none(tmp_path):
+    from neuroalrnn.utils import atomic_writes
+
+    (tmp_path / "model.bin").write_text("old model")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_writes(tmp_path / "model.bin", tmp_path / "fit.json") as (model, report):
+            model.write_text("new model")
+            raise RuntimeError("boom")  # before the second file was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+    assert (tmp_path / "model.bin").read_text() == "old model"
+    with atomic_writes(tmp_path / "model.bin", tmp_path / "fit.json") as (model, report):
+        model.write_text("new model")
+        report.write_text("{}")
+    assert (tmp_path / "model.bin").read_text() == "new model" and (tmp_path / "fit.json").read_text() == "{}"
