@@ -59,8 +59,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     # run 1: stop after 20 steps (a clean stop), then resume in a fresh process-like state
     part = Net(0)
     train(part, mse, data, val=val, checkpoint=tmp_path / "a.pt", **{**KW, "n_steps": 20})
+    resumed = Net(0)
     torch.manual_seed(12345)  # the resumed run must not depend on the global RNG state
-    resumed = Net(7)  # different initial weights: the checkpoint must overwrite them
     res = train(resumed, mse, data, val=val, checkpoint=tmp_path / "a.pt", **KW)
     for p, q in zip(ref.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
@@ -78,10 +78,69 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     killed = Net(0)
     with pytest.raises(KeyboardInterrupt):
         train(killed, dying, data, val=val, checkpoint=tmp_path / "b.pt", **KW)
-    resumed = Net(5)
+    resumed = Net(0)
     train(resumed, mse, data, val=val, checkpoint=tmp_path / "b.pt", **KW)
     for p, q in zip(ref.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+    # run 3: the same model object trained on in the same session (it holds the checkpoint's best parameters)
+    same = Net(0)
+    train(same, mse, data, val=val, checkpoint=tmp_path / "c.pt", **{**KW, "n_steps": 20})
+    train(same, mse, data, val=val, checkpoint=tmp_path / "c.pt", **KW)
+    for p, q in zip(ref.parameters(), same.parameters()):
+        assert torch.equal(p, q)
+
+
+def _changed(data, val):
+    other = _data(seed=9)
+    return {
+        "lr": ({"lr": 0.001}, "lr changed (saved 0.01, now 0.001)"),
+        "batch_size": ({"batch_size": 32}, "batch_size changed (saved 16, now 32)"),
+        "optimizer": ({"optimizer": "adam"}, "optimizer changed (saved 'radam', now 'adam')"),
+        "lr_decay": ({"lr_decay": 0.9}, "lr_decay changed (saved 0.99, now 0.9)"),
+        "seed": ({"seed": 4}, "seed changed (saved 3, now 4)"),
+        "clip": ({"clip_grad_norm": None}, "clip_grad_norm changed (saved 1.0, now None)"),
+        "data": ({"train": other}, "the training data changed"),
+        "one value": ({"train": {**data, "y": data["y"].clone().index_fill_(0, torch.tensor([0]), 5.0)}},
+                      "the training data changed"),
+        "val": ({"val": other}, "the validation data changed"),
+        "no val": ({"val": None}, "validation data removed"),
+        "init": ({"model": Net(7)}, "the model's initial parameters changed"),
+    }
+
+
+@pytest.mark.parametrize("change", ["lr", "batch_size", "optimizer", "lr_decay", "seed", "clip", "data",
+                                    "one value", "val", "no val", "init"])
+def test_resume_with_other_settings_is_refused(tmp_path, change):
+    data, val = _data(), _data(48, seed=1)
+    ckpt = tmp_path / "run.pt"
+    train(Net(0), mse, data, val=val, checkpoint=ckpt, **{**KW, "n_steps": 10})
+    kwargs, message = _changed(data, val)[change]
+    model = kwargs.pop("model", Net(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    run = {"train": data, "val": val, **{k: kwargs.pop(k) for k in ("train", "val") if k in kwargs}}
+    with pytest.raises(ValueError) as err:
+        train(model, mse, run["train"], val=run["val"], checkpoint=ckpt, **{**KW, **kwargs})
+    text = str(err.value)
+    assert text.startswith("checkpoint: ") and message in text and "resume with the same settings" in text
+    assert text.count("changed") + text.count("removed") == 1  # only what changed is named
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the model is left as given
+
+
+def test_resume_with_a_longer_run_or_other_patience_is_accepted(tmp_path):
+    data = _data()
+    ckpt = tmp_path / "run.pt"
+    train(Net(0), mse, data, checkpoint=ckpt, **{**KW, "n_steps": 10})
+    res = train(Net(0), mse, data, checkpoint=ckpt, patience=3, **{**KW, "n_steps": 20})
+    assert res.n_steps == 20 and list(res.history.index) == [10, 20]
+    other = Net(0)
+    with pytest.raises(ValueError, match="written for another model"):
+        train(torch.nn.Linear(3, 1), lambda m, b: m(b["x"].sum(1)).pow(2).mean(), data, checkpoint=ckpt,
+              **{**KW, "n_steps": 30})
+    old = tmp_path / "old.pt"
+    torch.save({"version": 1, "seed": 3}, old)
+    with pytest.raises(ValueError, match="older neuroalrnn"):
+        train(other, mse, data, checkpoint=old, **KW)
 
 
 def test_nonfinite_loss_keeps_last_good_parameters():
@@ -102,6 +161,33 @@ def test_nonfinite_loss_keeps_last_good_parameters():
     for p, q in zip(model.parameters(), seen[-1]):
         assert torch.equal(p, q)
     assert not torch.equal(seen[-1][0], seen[0][0])
+
+
+def test_nonfinite_loss_keeps_history_and_best_validated_parameters():
+    data, val = _data(), _data(48, seed=1)
+    model = Net(0)
+    steps = {"n": 0}
+    best = {}
+
+    def objective(m, batch):
+        if m.training:
+            steps["n"] += 1
+            if steps["n"] == 26:
+                return mse(m, batch) * float("nan")
+        return mse(m, batch)
+
+    def evaluate(m, batch):  # remember the parameters of each evaluation
+        best[len(best) + 1] = [p.detach().clone() for p in m.parameters()]
+        return {}
+
+    with pytest.raises(NonFiniteLossError, match="step 25") as err:
+        train(model, objective, data, val=val, evaluate=evaluate, **KW)
+    result = err.value.result
+    assert list(result.history.index) == [10, 20] and result.n_steps == 25
+    assert result.best_step == int(result.history["val_loss"].idxmin())
+    assert "best validated parameters (step" in str(err.value) and err.value.model is model
+    for p, q in zip(model.parameters(), best[result.best_step // 10]):
+        assert torch.equal(p, q)
 
 
 def test_early_stopping_and_bad_input(tmp_path):

@@ -6,7 +6,11 @@ an exponential learning-rate decay and gradient-norm clipping, evaluates on a
 validation set every ``eval_every`` steps, keeps the best parameters by a
 chosen metric, stops early after ``patience`` evaluations without
 improvement, and writes atomic checkpoints (state dicts only) from which a
-killed run resumes to the same result on CPU.
+killed run resumes to the same result on CPU. A checkpoint remembers the
+settings, the data and the initial parameters it was written for, and a
+resume that changes any of them is refused (it would silently continue the
+old run). A non-finite loss stops training with the history so far and the
+best validated parameters kept.
 """
 
 from __future__ import annotations
@@ -21,14 +25,24 @@ import pandas as pd
 import torch
 
 from neuroalrnn._threads import threads_for
-from neuroalrnn._threads import threads_for
-from neuroalrnn.utils import atomic_write, check_number
+from neuroalrnn.utils import atomic_write, check_number, remove_stale_temps
 
-CHECKPOINT_VERSION = 1
+from neuroalrnn.fit._checkpoint import (CHECKPOINT_VERSION, RESUME_SETTINGS, fingerprint as _fingerprint,  # noqa: F401
+                                        load_checkpoint as _load_checkpoint, save_checkpoint as _save_checkpoint)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss (or the parameters) became NaN or inf; the model holds the last good parameters."""
+    """The training loss (or the parameters) became NaN or inf.
+
+    ``result`` is the partial :class:`TrainResult` (history up to the failure, best
+    step) and ``model`` the model, which holds the best validated parameters when
+    there are any (with ``restore_best``), else those of the last finite loss.
+    """
+
+    def __init__(self, message, result=None, model=None):
+        super().__init__(message)
+        self.result = result
+        self.model = model
 
 
 @dataclass
@@ -135,6 +149,10 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     checkpoint : path, optional
         File to write atomically every ``checkpoint_every`` steps (default:
         every evaluation) and at the end; if it exists, training resumes from it.
+        Resuming needs the same settings (those in ``RESUME_SETTINGS``), the same
+        ``train`` and ``val`` tensors and a model with the same initial
+        parameters (or the parameters this checkpoint left it with); otherwise a
+        ValueError names what changed.
     seed : int
         Seeds the batch order and torch's global RNG (for the model's own randomness).
     progress : bool
@@ -147,8 +165,9 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     Raises
     ------
     NonFiniteLossError
-        When the loss or the updated parameters are NaN/inf; the model then
-        holds the parameters that last gave a finite loss.
+        When the loss or the updated parameters are NaN/inf. The error's
+        ``result`` holds the history so far; the model holds the best validated
+        parameters (with ``restore_best``), or else those that last gave a finite loss.
 
     Examples
     --------
@@ -201,8 +220,15 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     state = {"step": 0, "history": [], "best_step": None, "best_value": float("inf"), "bad_evals": 0,
              "stopped_early": False, "loss_sum": 0.0, "loss_count": 0}
     best_state = None
+    fingerprint = None
+    if checkpoint is not None:
+        settings = {"optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
+                    "clip_grad_norm": clip_grad_norm, "batch_size": int(batch_size), "eval_every": int(eval_every),
+                    "select_metric": select_metric, "select_mode": select_mode, "seed": int(seed)}
+        fingerprint = _fingerprint(settings, model, train, val)  # before a checkpoint overwrites the model
+        remove_stale_temps(Path(checkpoint).parent)  # what a killed run's interrupted write left
     if checkpoint is not None and Path(checkpoint).exists():
-        best_state = _load_checkpoint(checkpoint, model, opt, sched, state, seed)
+        best_state = _load_checkpoint(checkpoint, model, opt, sched, state, fingerprint)
     else:
         torch.manual_seed(int(seed))
 
@@ -212,7 +238,7 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
 
     def save():
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, sched, state, best_state, seed)
+            _save_checkpoint(checkpoint, model, opt, sched, state, best_state, fingerprint)
 
     steps = max((v.shape[1] for v in train.values() if v.ndim > 1), default=1)
     work = batch_size * steps * sum(p.numel() for p in params)  # ~ batch * T * M^2 per step
@@ -228,8 +254,8 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
                     raise TypeError("objective: expected a scalar torch tensor as the loss")
                 if not torch.isfinite(loss):
                     _restore(params, last_good)
-                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step}; the model holds the "
-                                             f"parameters of the last finite loss (try a lower lr or clipping)")
+                    raise _failure(f"the loss is {loss.item()} at step {step}", model, state, best_state,
+                                   restore_best, sign, t0, checkpoint)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip_grad_norm is not None:
@@ -240,8 +266,8 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
                 sched.step()
                 if not all(torch.isfinite(p).all() for p in params):
                     _restore(params, last_good)
-                    raise NonFiniteLossError(f"parameters became NaN/inf at step {step} (non-finite gradients); "
-                                             "the model holds the parameters of the last finite loss")
+                    raise _failure(f"the parameters became NaN/inf at step {step} (non-finite gradients)", model,
+                                   state, best_state, restore_best, sign, t0, checkpoint)
                 state["step"] = step + 1
                 state["loss_sum"] += float(loss.detach())
                 state["loss_count"] += 1
@@ -266,10 +292,25 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
             bar.close()
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
+    return _result(state, sign, t0, checkpoint)
+
+
+def _result(state, sign, t0, checkpoint) -> TrainResult:
     history = pd.DataFrame(state["history"]).set_index("step") if state["history"] else pd.DataFrame()
     best_metric = sign * state["best_value"] if state["best_step"] is not None else float("nan")
     return TrainResult(history, state["best_step"], best_metric, state["step"], state["stopped_early"],
                        time.perf_counter() - t0, None if checkpoint is None else str(checkpoint))
+
+
+def _failure(what, model, state, best_state, restore_best, sign, t0, checkpoint) -> NonFiniteLossError:
+    """The error of a non-finite loss, with the partial result; the model gets the best parameters."""
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+        holds = f"the best validated parameters (step {state['best_step']})"
+    else:
+        holds = f"the parameters of the last finite loss (step {state['step']})"
+    return NonFiniteLossError(f"{what}; the model holds {holds} (try a lower lr or clip_grad_norm)",
+                              _result(state, sign, t0, checkpoint), model)
 
 
 def _restore(params, saved):
@@ -292,38 +333,3 @@ def _evaluate(model, objective, val, evaluate, state, opt):
                 row.update({k: float(v) for k, v in evaluate(model, batch).items()})
     state["history"].append(row)
     return row
-
-
-def _save_checkpoint(path, model, opt, sched, state, best_state, seed):
-    blob = {"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "seed": int(seed),
-            "state": {k: v for k, v in state.items() if k != "history"},
-            "history": {k: [row.get(k, float("nan")) for row in state["history"]]
-                        for k in dict.fromkeys(k for row in state["history"] for k in row)},
-            "best_model": best_state}
-    with atomic_write(path) as tmp:
-        torch.save(blob, tmp)
-
-
-def _load_checkpoint(path, model, opt, sched, state, seed):
-    try:
-        blob = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - a tampered or foreign file
-        raise ValueError(f"checkpoint: could not read {str(path)!r} as a training checkpoint ({err})") from err
-    if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint: {str(path)!r} is not a neuroalrnn training checkpoint")
-    if blob["seed"] != int(seed):
-        raise ValueError(f"seed: the checkpoint {str(path)!r} was written with seed={blob['seed']}, got {seed}; "
-                         "resume with the same seed (or delete the checkpoint)")
-    try:
-        model.load_state_dict(blob["model"])
-        opt.load_state_dict(blob["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise ValueError(f"checkpoint: {str(path)!r} does not match this model/optimizer ({err})") from err
-    sched.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["torch_rng"])
-    state.update(blob["state"])
-    hist = blob["history"]
-    n = len(next(iter(hist.values()))) if hist else 0
-    state["history"] = [{k: v[i] for k, v in hist.items()} for i in range(n)]
-    return blob["best_model"]
