@@ -495,3 +495,66 @@ def test_ensemble_zero_steps_and_one_model():
     assert alrnn_scan(z0, drive[:, :, :0], A, W, 1).shape == (3, 3, 0, M)
     one = alrnn_scan(z0[:1], drive[:1], A[:1], W[:1], [2], force[:1], alpha[:1])  # K = 1
     torch.testing.assert_close(one[0], alrnn_scan(z0[0], drive[0], A[0], W[0], 2, force[0], alpha[0]))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("forcing", [None, "const", "sparse", "per-step"])
+def test_ensemble_backend_equals_single_model_references(backend, forcing, dtype, tol):
+    """K models with mixed P_k (0, 2, M) in one call: states and gradients equal K single reference calls."""
+    z0, drive, A, W, force, alpha = _ensemble(forcing, dtype)
+    inputs = [z0, drive, A, W] + ([force] if force is not None else [])
+    if isinstance(alpha, torch.Tensor):
+        inputs.append(alpha)
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    f = leaves[4] if force is not None else None
+    a = leaves[5] if isinstance(alpha, torch.Tensor) else alpha
+    out = alrnn_scan(*leaves[:4], ENSEMBLE_P, f, a, backend=backend)
+    ref = _per_model(alrnn_scan_reference, *leaves[:4], ENSEMBLE_P, f, a)
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    g = torch.randn_like(ref)
+    names = ["z0", "drive", "A", "W", "force", "alpha"]
+    for name, x, y in zip(names, torch.autograd.grad(out, leaves, g), torch.autograd.grad(ref, leaves, g)):
+        torch.testing.assert_close(x, y, rtol=tol, atol=tol * 10, msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("forcing", [None, "sparse"])
+def test_ensemble_gradcheck_float64(backend, forcing):
+    z0, drive, A, W, force, alpha = _ensemble(forcing, torch.float64, B=2, T=4)
+    inputs = [z0, drive, A, W] + ([force, alpha.clone()] if force is not None else [])
+    inputs = [x.clone().requires_grad_() for x in inputs]
+
+    def fn(*xs):
+        return alrnn_scan(*xs[:4], ENSEMBLE_P, *xs[4:], backend=backend)
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_numba_spreads_models_over_torch_threads(monkeypatch):
+    """With torch threads > 1 the models run on that many numba threads, restored after; else serially."""
+    import numba
+
+    from neuroalrnn.model import _numba as nb
+
+    seen = []
+    for name in ("_forward_parallel", "_backward_parallel", "_forward", "_backward"):
+        real = getattr(nb, name)
+        monkeypatch.setattr(nb, name, lambda *a, _r=real, _n=name: seen.append((_n, numba.get_num_threads()))
+                            or _r(*a))
+    z0, drive, A, W, force, alpha = _ensemble("sparse", torch.float64)
+    before, threads = numba.get_num_threads(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = alrnn_scan(z0, drive, A, W.requires_grad_(), ENSEMBLE_P, force, alpha, backend="numba")
+        out.sum().backward()
+        torch.set_num_threads(1)
+        alrnn_scan(z0, drive, A, W.detach(), ENSEMBLE_P, force, alpha, backend="numba")
+    finally:
+        torch.set_num_threads(threads)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        assert seen == [("_forward_parallel", 2), ("_backward_parallel", 2), ("_forward", before)]
+    else:  # a machine (or NUMBA_NUM_THREADS) with one thread: always serial
+        assert [n for n, _ in seen] == ["_forward", "_backward", "_forward"]
+    assert numba.get_num_threads() == before
+    torch.testing.assert_close(out, alrnn_scan_reference(z0, drive, A, W, ENSEMBLE_P, force, alpha))

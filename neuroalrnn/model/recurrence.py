@@ -262,8 +262,16 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if drive.shape[-2] == 0:
         return drive.new_zeros(drive.shape) + 0 * z0[..., None, :]  # keeps the autograd graph
-    if not single:  # ensembles run the loop until the fused kernels take the model dim
+    if not single and backend != "numba":  # ensembles run the loop until the GPU kernels take the model dim
         return _scan_reference(z0_, drive_, A_, W_, P, force_, alpha_bt)
+    if backend == "numba" or (backend == "auto" and drive.device.type == "cpu"
+                              and drive.dtype in (torch.float32, torch.float64)):
+        if drive.device.type != "cpu":
+            raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")
+        from neuroalrnn.model._numba import numba_scan
+
+        states = numba_scan(z0_, drive_, A_, W_, P, force_, alpha_bt)
+        return states[0] if single else states
     n_relu, alpha_bt = P[0], None if force is None else alpha_bt[0]
     M = A.shape[0]
     if backend in ("auto", "rnn") and (backend == "rnn" or drive.device.type != "cpu"):
