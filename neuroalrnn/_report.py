@@ -46,7 +46,8 @@ def mechanism_sentence(points: dict, stimulus_s: float) -> str:
     >>> mechanism_sentence(pts, 0.75)  # doctest: +NORMALIZE_WHITESPACE
     "The two contexts' stable fixed points lie in different linear subregions (motion: region 1, color:
     region 2), so the context cue switches which linear dynamics act during the stimulus; the slowest
-    mode there outlasts the 0.75 s stimulus under the motion cue (2 s), not under the color cue (0.1 s)."
+    mode there outlasts the 0.75 s stimulus in one context but not the other (time constant 2 s under
+    the motion cue, 0.1 s under the color cue)."
     """
     stable = {c: sorted({p["region"] for p in pts if p["stable"]}) for c, pts in points.items()}
     where = ", ".join(f"{c}: region{'s' if len(r) > 1 else ''} {', '.join(map(str, r))}"
@@ -68,17 +69,17 @@ def mechanism_sentence(points: dict, stimulus_s: float) -> str:
                  f"under the {' and '.join(missing)} cue it has none, so there its stimulus-epoch state keeps moving")
     slow = {c: max(np.inf if p["time_constant_s"] is None else p["time_constant_s"] for p in points[c] if p["stable"])
             for c in stable if stable[c]}
-    longer = [f"{c} cue ({t:.2g} s)" for c, t in slow.items() if t >= stimulus_s]
-    shorter = [f"{c} cue ({t:.2g} s)" for c, t in slow.items() if t < stimulus_s]
+    longer = [f"{t:.2g} s under the {c} cue" for c, t in slow.items() if t >= stimulus_s]
+    shorter = [f"{t:.2g} s under the {c} cue" for c, t in slow.items() if t < stimulus_s]
     if longer and shorter:
-        tail = (f"the slowest mode there outlasts the {stimulus_s:.2g} s stimulus under the {', '.join(longer)}, "
-                f"not under the {', '.join(shorter)}")
+        tail = (f"the slowest mode there outlasts the {stimulus_s:.2g} s stimulus in one context but not the other "
+                f"(time constant {', '.join(longer + shorter)})")
     elif longer:
-        tail = (f"its slowest mode outlasts the {stimulus_s:.2g} s stimulus ({', '.join(longer)}), so evidence is "
-                "integrated rather than forgotten")
+        tail = (f"the slowest mode there outlasts the {stimulus_s:.2g} s stimulus (time constant {', '.join(longer)}), "
+                "as an integrator of evidence would")
     else:
-        tail = (f"its slowest mode decays within the {stimulus_s:.2g} s stimulus ({', '.join(shorter)}), so early "
-                "evidence is largely forgotten")
+        tail = (f"the slowest mode there decays before the {stimulus_s:.2g} s stimulus ends (time constant "
+                f"{', '.join(shorter)})")
     return f"{first}; {tail}."
 
 

@@ -105,8 +105,8 @@ def _tdr(geometry):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.5, 4), layout="constrained")
-    plot.plot_tdr_trajectories(geometry["trajectories"], "choice", "coh_motion", by="context", color="coh_motion",
-                               fig=fig)
+    traj = geometry["trajectories"].rename({"coh_motion": "signed motion coherence"})
+    plot.plot_tdr_trajectories(traj, "choice", "motion", by="context", color="signed motion coherence", fig=fig)
     fig.suptitle("recorded population: condition averages on its TDR axes")
     return fig
 

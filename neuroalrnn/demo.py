@@ -155,6 +155,7 @@ def geometry_step(recording, seed: int) -> dict:
     similarity = cv_similarity(states, smooth, n_splits=5, n_components=5, seed=seed)
     shuffled = shuffled_baseline(states, smooth, n_shuffles=5, n_splits=5, n_components=5, seed=seed)
     axes = tdr_axes(smooth, ["choice", "coh_motion", "coh_color", "context"], n_pcs=10)
+    axes = axes.assign_coords(axis=["choice", "motion", "colour", "context"])
     trajectories = tdr_trajectories(smooth, axes, by=["context", "coh_motion"])
     curves = {stim: psychometric(recording, stim, "choice", by="context") for stim in ("coh_motion", "coh_color")}
     fits = {stim: fit_psychometric(recording, stim, "choice", by="context", seed=seed) for stim in curves}

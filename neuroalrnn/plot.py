@@ -230,7 +230,8 @@ def plot_tdr_trajectories(trajectories: xr.DataArray, x: str, y: str, *, by: str
             if ok.size:
                 ax.scatter(xs[ok[0]], ys[ok[0]], s=12, color=line.get_color(), zorder=2)
         if fixed_points is not None and g in fixed_points:
-            plot_fixed_points(fixed_points[g], dims=axes_of_states.sel({adim: [x, y]}), ax=ax)
+            _fixed_points_beside(ax, fixed_points[g], axes_of_states.sel({adim: [x, y]}),
+                                 sub.sel({adim: [x, y]}).values.reshape(-1, 2))
         ax.set_title(f"{by} = {g}"), ax.set_xlabel(f"{x} axis"), ax.set_ylabel(f"{y} axis")
         if not color and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
@@ -238,6 +239,48 @@ def plot_tdr_trajectories(trajectories: xr.DataArray, x: str, y: str, *, by: str
         sm = plt.cm.ScalarMappable(norm=norm, cmap="coolwarm")
         fig.colorbar(sm, ax=list(axes), label=color, shrink=0.8)
     return fig
+
+
+def _fixed_points_beside(ax, fp, proj, traj_xy):
+    """Fixed points on trajectory axes; points far outside the trajectories are marked at the edge.
+
+    A far fixed point (e.g. an unstable one 10x beyond the data) would squeeze the trajectories
+    into a corner, so the view keeps to the trajectories (and the points near them) and each far
+    point gets an arrowhead at the edge, in its stability's style, with its coordinates.
+    """
+    real = fp["real"].values.astype(bool)
+    if not real.any():  # said in a legend box, which finds the emptiest corner
+        from matplotlib.lines import Line2D
+
+        ax.legend(handles=[Line2D([], [], ls="none")], labels=["no real fixed point under this input"],
+                  loc="best", handlelength=0, handletextpad=0, fontsize="small")
+        return
+    plot_fixed_points(fp, dims=proj, ax=ax)
+    traj_xy = traj_xy[np.isfinite(traj_xy).all(1)]
+    if not len(traj_xy):
+        return
+    lo, hi = traj_xy.min(0), traj_xy.max(0)
+    span = np.maximum(hi - lo, 1e-9)
+    z = np.asarray(fp["z"].transpose("point", "latent").values)[real] @ np.asarray(proj.values, float).T
+    stable = fp["stable"].values.astype(bool)[real]
+    near = np.all((z >= lo - span) & (z <= hi + span), axis=1)  # within one data span: show as is
+    view_lo = np.minimum(lo, z[near].min(0, initial=np.inf)) - 0.08 * span
+    view_hi = np.maximum(hi, z[near].max(0, initial=-np.inf)) + 0.08 * span
+    if near.all():
+        return
+    ax.set_xlim(view_lo[0], view_hi[0]), ax.set_ylim(view_lo[1], view_hi[1])
+    for point, is_stable in zip(z[~near], stable[~near]):
+        inset = 0.03 * (view_hi - view_lo)  # the arrowhead just inside the frame
+        edge = np.clip(point, view_lo + inset, view_hi - inset)
+        direction = point - (lo + hi) / 2
+        marker = (">" if direction[0] > 0 else "<") if abs(direction[0]) / span[0] >= abs(direction[1]) / span[1] \
+            else ("^" if direction[1] > 0 else "v")
+        ax.scatter(*edge, marker=marker, s=90, zorder=5, edgecolors="k", linewidths=1.5,
+                   facecolors="k" if is_stable else "white")
+        ax.annotate(f"{'stable' if is_stable else 'unstable'} point\nat ({point[0]:.3g}, {point[1]:.3g})", edge,
+                    xytext=(-6 if marker == ">" else 6, -6 if marker == "^" else 6), textcoords="offset points",
+                    ha="right" if marker == ">" else "left", va="top" if marker == "^" else "bottom",
+                    fontsize="x-small", annotation_clip=False)
 
 
 def plot_psychometric(curves: xr.Dataset, fit: xr.Dataset | None = None, *, ax=None):

@@ -98,7 +98,7 @@ def test_mechanism_sentence_is_computed_from_the_fixed_points():
     assert "different linear subregions (motion: region 1, color: region 2)" in apart
     assert "outlasts the 0.5 s stimulus" in apart
     shared = mechanism_sentence({"motion": [pt(3, tau=0.1)], "color": [pt(3, tau=0.2)]}, 0.5)
-    assert "share linear subregion 3" in shared and "decays within the 0.5 s stimulus" in shared
+    assert "share linear subregion 3" in shared and "decays before the 0.5 s stimulus ends" in shared
     one = mechanism_sentence({"motion": [pt(1)], "color": [pt(2, stable=False)]}, 0.5)
     assert one.startswith("Only under the motion cue") and "under the color cue it has none" in one
     none = mechanism_sentence({"motion": [], "color": [pt(2, stable=False)]}, 0.5)

@@ -175,3 +175,23 @@ def test_score_vs_p_categorical_with_every_fold():
     np.testing.assert_allclose([ln.get_ydata() for ln in folds], [[0.8, 0.78, 0.6], [0.75, 0.8, 0.7]])
     with pytest.raises(ValueError, match="results"):
         plot.plot_score_vs_p(summary, results=summary)
+
+
+def test_far_fixed_points_are_marked_at_the_edge_and_missing_ones_said():
+    tdr = xr.DataArray(np.eye(3)[:2], dims=("axis", "latent"), coords={"axis": ["choice", "motion"]})
+    traj = xr.DataArray(np.random.default_rng(0).uniform(-1, 1, size=(2, 6, 2)), dims=("condition", "time", "axis"),
+                        coords={"axis": ["choice", "motion"], "context": ("condition", ["color", "motion"])})
+    far = xr.Dataset({"z": (("point", "latent"), [[0.2, 0.1, 0.0], [60.0, 0.5, 0.0]]),
+                      "real": ("point", [True, True]), "stable": ("point", [True, False])})
+    none = far.assign(real=("point", [False, False]))
+    fig = plot.plot_tdr_trajectories(traj, "choice", "motion", fixed_points={"motion": far, "color": none},
+                                     axes_of_states=tdr)
+    color_panel, motion_panel = fig.axes
+    assert motion_panel.get_xlim()[1] < 5  # the view keeps to the trajectories, not the far point
+    texts = [t.get_text() for t in motion_panel.texts]
+    assert texts == ["unstable point\nat (60, 0.5)"]
+    right = motion_panel.get_xlim()[1]
+    edge = [c for c in motion_panel.collections if len(c.get_offsets()) == 1
+            and right - 0.05 * np.ptp(motion_panel.get_xlim()) < c.get_offsets()[0][0] < right]
+    assert len(edge) == 1  # an arrowhead just inside the right edge
+    assert [t.get_text() for t in color_panel.get_legend().get_texts()] == ["no real fixed point under this input"]

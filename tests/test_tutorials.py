@@ -1,4 +1,10 @@
-"""Execute the tutorial notebooks (each helper adds one test function per notebook)."""
+"""Execute the tutorials (``tutorials/*.py``, percent scripts) as notebooks, in their small mode.
+
+Each tutorial is a ``# %%`` script: jupytext reads it as a notebook, a fresh Jupyter kernel runs
+it from the tutorials folder with ``NEUROALRNN_TUTORIAL_SMALL=1`` (small sizes), and the test
+reads the printed text and counts the figures. The documentation (``docs/``) executes the same
+scripts with sphinx-gallery.
+"""
 
 from pathlib import Path
 
@@ -7,11 +13,18 @@ import pytest
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 
 
-def run_notebook(path: Path, timeout: int = 300):
-    """Execute a notebook in a fresh kernel from its own folder; return the executed notebook."""
-    nbformat = pytest.importorskip("nbformat")
+@pytest.fixture(autouse=True)
+def small_mode(monkeypatch):
+    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
+
+
+def run_tutorial(name: str, timeout: int = 300):
+    """Execute ``tutorials/<name>.py`` in a fresh kernel from its own folder; return the executed notebook."""
+    jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(path, as_version=4)
+    path = TUTORIALS / f"{name}.py"
+    nb = jupytext.read(path, fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()
@@ -28,38 +41,40 @@ def _outputs(nb):
                      for out in cell.get("outputs", []))
 
 
+def test_tutorials_are_percent_scripts_with_a_title_and_text_cells():
+    jupytext = pytest.importorskip("jupytext")
+    scripts = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
+    assert [p.stem[:2] for p in scripts] == ["01", "02", "03", "04", "05"]
+    assert not list(TUTORIALS.glob("*.ipynb"))  # notebooks are made from the scripts, not committed
+    for path in scripts:
+        text = path.read_text()
+        assert text.startswith('"""\n0'), f"{path.name}: sphinx-gallery needs the title docstring first"
+        nb = jupytext.read(path, fmt="py:percent")
+        kinds = [c.cell_type for c in nb.cells]
+        assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3, path.name
+        # one cell per marker (plus the title): no text cell swallowed the cells after it (a "~~~"
+        # underline, for one, opens a Markdown code fence)
+        assert len(nb.cells) == text.count("\n# %%") + 1, path.name
+
+
 def test_01_loading_data():
-    nb = run_notebook(TUTORIALS / "01_loading_data.ipynb")
+    nb = run_tutorial("01_loading_data")
     text = _outputs(nb)
     assert "round trip identical" in text
     assert _images(nb) >= 1  # the PSTH figure was drawn
 
 
 @pytest.mark.slow
-def test_02_stimulus_selection(monkeypatch):
-    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
-    nb = run_notebook(TUTORIALS / "02_stimulus_selection.ipynb")
+def test_02_stimulus_selection():
+    nb = run_tutorial("02_stimulus_selection")
     text = _outputs(nb)
     assert "ideal observer: overall" in text and "held-out accuracy per P" in text
-    images = _images(nb)
-    assert images >= 3  # a trial, accuracy against P, psychometric curves
-
-
-@pytest.mark.slow  # starts a LocalCluster of 2 worker processes
-def test_05_cross_validated_comparison(monkeypatch):
-    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
-    nb = run_notebook(TUTORIALS / "05_cross_validated_comparison.ipynb")
-    text = _outputs(nb)
-    assert "held-out accuracy per model" in text and "P=2 - P=0" in text
-    assert "rerun identical: True" in text
-    assert "Dask results identical to the local run: True" in text
-    assert _images(nb) >= 1  # accuracy against P
+    assert _images(nb) >= 3  # a trial, accuracy against P, psychometric curves
 
 
 @pytest.mark.slow  # ~20 s: two small teacher-forcing fits
-def test_03_teacher_forcing(monkeypatch):
-    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
-    nb = run_notebook(TUTORIALS / "03_teacher_forcing.ipynb")
+def test_03_teacher_forcing():
+    nb = run_tutorial("03_teacher_forcing")
     text = _outputs(nb)
     assert "20-step prediction error on test trials: fitted" in text and "ground truth" in text
     assert "D_stsp (3 PCs)" in text
@@ -74,9 +89,8 @@ def test_03_teacher_forcing(monkeypatch):
 
 
 @pytest.mark.slow
-def test_04_dynamics_and_geometry(monkeypatch):
-    monkeypatch.setenv("NEUROALRNN_TUTORIAL_SMALL", "1")
-    nb = run_notebook(TUTORIALS / "04_dynamics_and_geometry.ipynb")
+def test_04_dynamics_and_geometry():
+    nb = run_tutorial("04_dynamics_and_geometry")
     text = _outputs(nb)
     # the mechanism is computed and printed for both contexts, for the trained and the ground-truth network
     for ctx in ("motion", "color"):
@@ -85,5 +99,14 @@ def test_04_dynamics_and_geometry(monkeypatch):
     assert "slowest |lambda|" in text and "real fixed point(s) in region(s)" in text
     assert "cross-validated similarity with the recorded units" in text
     assert "P(choice=+1) at the strongest" in text
-    images = _images(nb)
-    assert images >= 6  # region raster, fixed points, TDR (model x2, recording), psychometric curves
+    assert _images(nb) >= 6  # region raster, fixed points, TDR (model x2, recording), psychometric curves
+
+
+@pytest.mark.slow  # starts a LocalCluster of 2 worker processes
+def test_05_cross_validated_comparison():
+    nb = run_tutorial("05_cross_validated_comparison")
+    text = _outputs(nb)
+    assert "held-out accuracy per model" in text and "P=2 - P=0" in text
+    assert "rerun identical: True" in text
+    assert "Dask results identical to the local run: True" in text
+    assert _images(nb) >= 1  # accuracy against P
