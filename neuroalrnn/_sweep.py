@@ -9,10 +9,20 @@ With a ``results_dir``, each finished task is written as it arrives to
 ``_.=+-`` gets them replaced and a short hash of the key appended), holding the task and its result. A rerun
 reads those files and only computes the tasks that are missing (or whose stored task
 differs), so an interrupted sweep resumes where it stopped. Only JSON is read back:
-nothing is unpickled.
+nothing is unpickled. Each record carries a checksum of its task and result: a record
+that fails it (truncated by a full disk, edited by hand) is recomputed, with one
+warning naming the files. The checksum guards against accidents, not against someone
+who can write the folder (they could recompute it).
 
 Worker death on Dask is handled by the scheduler, which reschedules the tasks a dead
 worker held (``distributed.scheduler.allowed-failures`` times).
+
+Security: the ``LocalCluster`` of ``n_jobs > 1`` listens on loopback with TLS and
+temporary credentials that only this process holds, so other local users cannot
+connect to it (a Dask worker runs whatever code it is sent). A scheduler address
+given by the user is trusted as given: whoever runs that scheduler or can connect to
+it can run code on its workers and see the data. ``tls://`` addresses use the TLS
+credentials of the Dask configuration (``distributed.comm.tls.*``).
 """
 
 from __future__ import annotations
@@ -21,13 +31,14 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .utils import atomic_write
 
 CONNECT_TIMEOUT = 5.0  # seconds to wait for a scheduler address to answer
-_FORMAT = "neuroalrnn.sweep/1"
+_FORMAT = "neuroalrnn.sweep/2"  # /2: records carry a checksum
 
 
 def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared: Any = None,
@@ -87,10 +98,16 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         if store.exists() and not store.is_dir():
             raise ValueError(f"results_dir: {str(store)!r} exists and is not a folder")
         store.mkdir(parents=True, exist_ok=True)
+        damaged = []
         for task in tasks:
-            found = _read(store, task)
+            found = _read(store, task, damaged)
             if found is not None:
                 results[task["key"]] = found
+        if damaged:
+            warnings.warn(f"results_dir: {len(damaged)} stored result(s) in {str(store)!r} failed their check "
+                          f"(truncated, edited or from another version) and are recomputed: "
+                          f"{', '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}", RuntimeWarning,
+                          stacklevel=2)
     todo = [task for task in tasks if task["key"] not in results]
     bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
 
@@ -151,9 +168,11 @@ def connect(scheduler=None, *, n_jobs: int = 1, connect_timeout: float = CONNECT
     """Return ``(client, owned)`` for a scheduler argument.
 
     ``None`` starts a ``LocalCluster`` of ``n_jobs`` single-threaded worker processes on
-    127.0.0.1 without a dashboard (``owned`` is True: the caller closes it); a string
-    connects to that scheduler address, raising ``ConnectionError`` when nothing answers
-    within ``connect_timeout`` seconds; a ``distributed.Client`` is returned as is.
+    127.0.0.1 without a dashboard, secured with TLS and temporary credentials so that only
+    this process can connect (``owned`` is True: the caller closes it); a string connects
+    to that scheduler address (checked by :func:`check_address`, trusted as given),
+    raising ``ConnectionError`` when nothing answers within ``connect_timeout`` seconds; a
+    ``distributed.Client`` is returned as is.
 
     Examples
     --------
@@ -170,17 +189,56 @@ def connect(scheduler=None, *, n_jobs: int = 1, connect_timeout: float = CONNECT
     if _is_client(scheduler):
         return scheduler, False
     if isinstance(scheduler, str):
-        address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+        address = check_address(scheduler)
         try:
             return Client(address, timeout=connect_timeout, set_as_default=False), True
         except (OSError, TimeoutError) as error:
             raise ConnectionError(f"scheduler: no Dask scheduler answered at {scheduler!r} within "
                                   f"{connect_timeout:g} s ({error})") from None
-    # no dashboard; the scheduler's small HTTP server (health/metrics) on a free loopback port
+    try:
+        from distributed.security import Security
+
+        security = Security.temporary()  # a certificate made now, held by this process and its workers only
+    except ImportError as error:
+        raise ImportError("n_jobs: the local Dask cluster is secured with TLS, which needs the 'cryptography' "
+                          f"package (pip install cryptography): {error}") from None
+    # no dashboard; the scheduler's small HTTP server (health/metrics, read-only) on a free loopback port
     cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                           silence_logs=40)
+                           silence_logs=40, security=security)
     return Client(cluster, set_as_default=False), True
+
+
+_ADDRESS = re.compile(r"^(?:(?P<protocol>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})/?$")
+
+
+def check_address(address: str) -> str:
+    """A Dask scheduler address with its protocol (``tcp://`` by default), or a ValueError naming it.
+
+    A ``tls://`` address needs TLS credentials in the Dask configuration
+    (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``).
+
+    Examples
+    --------
+    >>> check_address("127.0.0.1:8786")
+    'tcp://127.0.0.1:8786'
+    >>> check_address("localhost")
+    Traceback (most recent call last):
+    ...
+    ValueError: scheduler: expected a Dask scheduler address such as tcp://HOST:PORT or tls://HOST:PORT, got 'localhost'
+    """
+    match = _ADDRESS.match(address.strip())
+    protocol = (match["protocol"] or "tcp") if match else None
+    if match is None or protocol not in ("tcp", "tls", "ws", "wss", "ucx") or not 0 < int(match["port"]) < 65536:
+        raise ValueError("scheduler: expected a Dask scheduler address such as tcp://HOST:PORT or tls://HOST:PORT, "
+                         f"got {address!r}")
+    if protocol == "tls":
+        from distributed.security import Security
+
+        if Security().get_connection_args("client").get("ssl_context") is None:
+            raise ValueError(f"scheduler: {address!r} is a TLS address, but the Dask configuration has no TLS "
+                             "credentials (distributed.comm.tls.ca-file, .client.cert, .client.key)")
+    return f"{protocol}://{match['host']}:{match['port']}"
 
 
 def _is_client(obj):
@@ -224,21 +282,37 @@ def _path(store, key):
     return store / f"{safe}.json"
 
 
-def _read(store, task):
+def _checksum(task, result):
+    canonical = json.dumps([task, result], sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _read(store, task, damaged: list | None = None):
+    """The stored result of ``task``, or None: no record, another task's, or one failing its check.
+
+    The names of records failing their check (truncated, edited, another format) go to ``damaged``.
+    """
     path = _path(store, task["key"])
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing or unreadable: recompute
-    if not isinstance(record, dict) or record.get("format") != _FORMAT or record.get("task") != task:
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # unreadable, not UTF-8, truncated JSON
+        record = None
+    if isinstance(record, dict) and record.get("format") == _FORMAT and record.get("task") != task:
         return None  # written for a different task: recompute and overwrite
-    result = record.get("result")
-    return result if isinstance(result, dict) else None
+    result = record.get("result") if isinstance(record, dict) and record.get("format") == _FORMAT else None
+    if not isinstance(result, dict) or record.get("checksum") != _checksum(task, result):
+        if damaged is not None:
+            damaged.append(path.name)
+        return None
+    return result
 
 
 def _write(store, task, result):
+    record = {"format": _FORMAT, "task": task, "result": result, "checksum": _checksum(task, result)}
     with atomic_write(_path(store, task["key"])) as tmp:
-        tmp.write_text(json.dumps({"format": _FORMAT, "task": task, "result": result}, indent=1))
+        tmp.write_text(json.dumps(record, indent=1))
 
 
 def _progress_bar(total, done, progress):

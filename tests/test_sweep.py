@@ -71,6 +71,67 @@ def test_resume_recomputes_only_missing(tmp_path):
     assert not [p for p in store.iterdir() if p.name.startswith(".")]
 
 
+def test_damaged_records_are_recomputed_with_one_warning(tmp_path):
+    store, markers = tmp_path / "results", tmp_path / "m"
+    first = run_tasks(make_fit(str(markers)), tasks(), shared={"offset": 10.0}, results_dir=store)
+    edited = json.loads((store / "m-f0-s0.json").read_text())
+    edited["result"]["score"] = 99.0  # a hand edit: valid JSON, wrong checksum
+    (store / "m-f0-s0.json").write_text(json.dumps(edited))
+    text = (store / "m-f1-s1.json").read_text()
+    (store / "m-f1-s1.json").write_text(text[: len(text) // 2])  # truncated by a full disk
+    (store / "m-f2-s0.json").write_bytes(b"\xff\xfe binary")
+    with pytest.warns(RuntimeWarning) as caught:
+        again = run_tasks(make_fit(str(markers)), tasks(), shared={"offset": 10.0}, results_dir=store)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "3 stored result(s)" in message and "recomputed" in message
+    assert all(name in message for name in ("m-f0-s0.json", "m-f1-s1.json", "m-f2-s0.json"))
+    assert [r["score"] for r in again] == [r["score"] for r in first]
+    assert sorted(calls(markers)) == sorted([t["key"] for t in tasks()] + ["m-f0-s0", "m-f1-s1", "m-f2-s0"])
+    # the rewritten records pass their check: a third run computes nothing and says nothing
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_tasks(make_fit(str(markers)), tasks(), shared={"offset": 10.0}, results_dir=store)
+    assert len(calls(markers)) == 9
+
+
+def test_scheduler_addresses_are_checked_before_connecting():
+    import time
+
+    from neuroalrnn._sweep import check_address
+
+    assert check_address("tcp://[::1]:8786") == "tcp://[::1]:8786"
+    for bad in ("foo", "tcp://host", "host:0", "http://host:80", "host:99999"):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="scheduler: expected a Dask scheduler address"):
+            connect(bad)
+        assert time.perf_counter() - start < 2
+    with pytest.raises(ValueError, match="no TLS credentials"):
+        connect("tls://127.0.0.1:8786")
+
+
+def test_the_local_cluster_accepts_only_this_process():
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("cryptography")
+    from distributed.security import Security
+
+    client, owned = connect(None, n_jobs=1)
+    try:
+        address = client.scheduler.address
+        assert owned and address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [1, 2]).result() == 3
+        for outsider in ({"address": address}, {"address": address.replace("tls://", "tcp://")},
+                         {"address": address, "security": Security.temporary()}):  # another user's own certificate
+            with pytest.raises(Exception):  # noqa: B017 - each transport refuses in its own way
+                distributed.Client(**outsider, timeout=3, set_as_default=False).close()
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+
+
 def test_keys_that_sanitise_alike_get_their_own_files(tmp_path):
     store, markers = tmp_path / "results", tmp_path / "m"
     alike = [{"key": "m f0", "fold": 0, "seed": 0}, {"key": "m_f0", "fold": 0, "seed": 1}]  # " " -> "_"
