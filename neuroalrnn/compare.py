@@ -1,9 +1,12 @@
 """Cross-validated comparisons of models on a TrialDataset, locally or on Dask.
 
-``compare`` fits every model on every training fold with every seed (one fit per task,
-run by :func:`neuroalrnn._sweep.run_tasks`: in-process, on a ``LocalCluster`` when
-``n_jobs > 1``, or on a given Dask scheduler) and returns the held-out scores as an
-``xarray.Dataset`` with dims (model, fold, seed). ``summarize`` gives the mean and SEM per
+``compare`` fits every model on every training fold with every seed and returns the held-out
+scores as an ``xarray.Dataset`` with dims (model, fold, seed). Compatible task-trained AL-RNN fits
+(same units, steps, batch size, loss, optimizer, ...; any P, learning rate, seed and fold) are
+trained together as ensembles, many small models in one computation
+(:mod:`neuroalrnn._compare_ensemble`); other estimators are fitted one by one. Each ensemble or
+single fit is one task of :func:`neuroalrnn._sweep.run_tasks`: in-process, on a ``LocalCluster``
+when ``n_jobs > 1``, or on a given Dask scheduler. ``summarize`` gives the mean and SEM per
 model and paired tests between models on the same (fold, seed) pairs.
 
 The score is the estimator's ``score`` on the held-out trials: choice accuracy at the
@@ -16,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, clone
 
-from neuroalrnn._sweep import run_tasks
+from neuroalrnn import _compare_ensemble
+from neuroalrnn._sweep import _read, _write, run_tasks
 from neuroalrnn._threads import threads_for
 from neuroalrnn.estimators import (ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, GRUTaskEstimator,
                                    Trials)
@@ -137,8 +142,16 @@ def _fit_score(task: dict, shared: dict) -> dict:
     return {"score": score, "fit_time": fit_time, "n_train": int(len(train)), "n_test": int(len(test))}
 
 
+def _run_task(task: dict, shared: dict) -> dict:
+    """A sweep task of compare: an ensemble of fits or a single fit."""
+    if "members" in task:
+        return _compare_ensemble.fit_ensemble(task, shared)
+    return _fit_score(task, shared)
+
+
 def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0,), scheduler=None,
-            n_jobs: int = 1, results_dir=None, device: str | None = None, progress: bool = False) -> xr.Dataset:
+            n_jobs: int = 1, results_dir=None, device: str | None = None, ensemble: bool | int = True,
+            progress: bool = False) -> xr.Dataset:
     """Cross-validated held-out scores of several models, with dims (model, fold, seed).
 
     Parameters
@@ -157,17 +170,23 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
         scheduler address or Client: run there. ``ConnectionError`` within ~5 s when an
         address does not answer.
     n_jobs : int
+        Worker processes; ensembles are split into at least ``n_jobs`` parts to use them.
     results_dir : path, optional
-        Per-fit JSON results are written here as they finish; a rerun skips them.
+        Per-fit JSON results are written here as they finish; a rerun skips them. Ensembles also
+        keep an atomic checkpoint here while they train, so an interrupted one resumes.
     device : str, optional
         Overrides every estimator's ``device`` (e.g. ``"auto"`` so GPU workers use CUDA).
+    ensemble : bool or int
+        True (default): train compatible AL-RNN task fits together as ensembles; an int also caps
+        the models per ensemble; False: every fit alone (the same results to float tolerance).
     progress : bool
 
     Returns
     -------
     xarray.Dataset
-        ``score`` and ``fit_time`` (model, fold, seed); coords ``n_relu`` and ``family`` on
-        ``model`` (``n_relu`` NaN for models without one), ``n_test`` on ``fold``.
+        ``score`` and ``fit_time`` (model, fold, seed; seconds, an ensemble's time divided among its
+        models); coords ``n_relu`` and ``family`` on ``model`` (``n_relu`` NaN for models without
+        one), ``n_test`` on ``fold``.
 
     Examples
     --------
@@ -188,8 +207,12 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
         if "seed" not in est.get_params():
             raise ValueError(f"models[{name!r}]: the estimator has no 'seed' parameter")
     seeds = list(seeds)
-    if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds: expected a non-empty list of ints, got {seeds!r}")
+    if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds: expected a non-empty list of non-negative ints, got {seeds!r}")
+    if isinstance(ensemble, (bool, np.bool_)):
+        ensemble = bool(ensemble)
+    elif not isinstance(ensemble, (int, np.integer)) or ensemble < 1:
+        raise ValueError(f"ensemble: expected True, False or a positive int (models per ensemble), got {ensemble!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError("seeds: contain duplicates")
     if device is not None and not isinstance(device, str):
@@ -213,9 +236,9 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
                 tasks.append({"key": f"{name}-fold{f}-seed{int(seed)}", "model": name, "fold": f,
                               "seed": int(seed), "estimator": spec, "data": data_key,
                               "test": _fingerprint(test)})
-    shared = {"data": data, "estimators": estimators, "folds": folds, "device": device}
-    results = run_tasks(_fit_score, tasks, shared=shared, scheduler=scheduler, n_jobs=n_jobs,
-                        results_dir=results_dir, progress=progress)
+    shared = {"data": data, "estimators": estimators, "folds": folds, "device": device,
+              "results_dir": None if results_dir is None else str(results_dir)}
+    results = _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, device, progress)
     shape = (len(estimators), len(folds), len(seeds))
     score, fit_time = np.full(shape, np.nan), np.full(shape, np.nan)
     index = {name: i for i, name in enumerate(estimators)}
@@ -234,6 +257,55 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
                 "n_test": ("fold", [len(test) for _, test in folds])},
         attrs={"score": "held-out estimator score (higher is better)", "cv": repr(cv),
                "groups": group_name or ("given" if groups is not None else "none"), "data": data_key})
+
+
+def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, device, progress) -> list[dict]:
+    """Every task's result: stored ones read back, the rest run as ensembles or single fits.
+
+    The ensembles are planned over all tasks, finished or not, so a rerun of the same call gives an
+    interrupted ensemble its old key (and checkpoint); finished members are read from their own
+    records or from their ensemble's.
+    """
+    store = None if results_dir is None else Path(results_dir)
+    planned = _compare_ensemble.plan(tasks, estimators, ensemble, n_jobs, device)
+    done = {}
+    if store is not None and store.is_dir():
+        for task in tasks:
+            found = _read(store, task)
+            if found is not None:
+                done[task["key"]] = found
+        for task in planned:
+            found = _read(store, task) if "members" in task else None
+            for key, result in (found or {}).get("members", {}).items():
+                if "error" not in result:
+                    done.setdefault(key, result)
+    todo = []
+    for task in planned:
+        members = [m for m in task.get("members", [task]) if m["key"] not in done]
+        if members:
+            todo.append(task if len(members) == len(task.get("members", [task])) else
+                        _compare_ensemble.ensemble_task(members))
+    outputs = run_tasks(_run_task, todo, shared=shared, scheduler=scheduler, n_jobs=n_jobs,
+                        results_dir=results_dir, progress=progress)
+    errors = []
+    for task, out in zip(todo, outputs):
+        if "members" not in task:
+            done[task["key"]] = out
+            continue
+        for member in task["members"]:
+            result = out["members"][member["key"]]
+            if "error" in result:
+                errors.append(f"task {member['key']!r} failed: {result['error']}")
+                continue
+            if store is not None:
+                _write(store, member, result)
+            done[member["key"]] = result
+        path = _compare_ensemble.checkpoint_path(results_dir, task)
+        if path is not None and path.exists():  # finished: its members' results are stored
+            path.unlink()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return [done[task["key"]] for task in tasks]
 
 
 def summarize(results: xr.Dataset) -> xr.Dataset:

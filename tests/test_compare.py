@@ -44,26 +44,29 @@ def test_layout_and_known_scores(ds, serial):
 
 
 def _record_fits(monkeypatch, what):
-    """Wrap compare's per-fit function; returns the list of ``what(task, shared)`` of each fit run."""
+    """Wrap compare's sweep tasks; returns the list of ``what(task, shared)`` of each fit run (ensemble members too)."""
     import neuroalrnn.compare as cmp
 
-    seen, real = [], cmp._fit_score
+    seen, real = [], cmp._run_task
 
     def spy(task, shared):
-        seen.append(what(task, shared))
+        seen.extend(what(member, shared) for member in task.get("members", [task]))
         return real(task, shared)
 
-    monkeypatch.setattr(cmp, "_fit_score", spy)
+    monkeypatch.setattr(cmp, "_run_task", spy)
     return seen
+
 
 def test_resume_only_missing(ds, tmp_path, monkeypatch):
     calls = _record_fits(monkeypatch, lambda task, shared: task["key"])
     models = {"P=2": MODELS["P=2"]}
     first = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
-    assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    assert len(calls) == 3 and len(list(tmp_path.glob("P=2-*.json"))) == 3
     record = json.loads((tmp_path / "P=2-fold1-seed0.json").read_text())
     assert record["result"]["score"] == float(first["score"].sel(model="P=2", fold=1, seed=0))
     (tmp_path / "P=2-fold1-seed0.json").unlink()
+    for record in tmp_path.glob("ensemble-*.json"):  # the ensemble's record holds the member's result too
+        record.unlink()
     calls.clear()
     second = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
     assert calls == ["P=2-fold1-seed0"]
@@ -170,9 +173,9 @@ def test_plot_score_vs_p(serial):
     s = summarize(serial)
     ax = plot_score_vs_p(s)
     line = ax.containers[0].lines[0]
-    np.testing.assert_allclose(line.get_xdata(), [0, 2])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2"]  # P on a categorical axis
     np.testing.assert_allclose(line.get_ydata(), s["mean"].values[:2])
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gru", "AL-RNN"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gru", "AL-RNN, mean ± SEM"]
     with pytest.raises(ValueError, match="n_relu"):
         plot_score_vs_p(s.drop_vars("n_relu"))
 
@@ -190,3 +193,79 @@ def test_teacher_forcing_family_on_recordings():
     assert np.all(res["score"].values <= 0) and np.isfinite(res["score"].values).all()
     with pytest.raises(ValueError, match="unknown parameters"):
         compare(rec, {"a": {"n_relu": 0, "select_metric": "val_accuracy"}})  # a task option on recordings
+
+
+def test_ensembles_group_compatible_fits_and_equal_the_per_model_path(ds, serial, monkeypatch):
+    calls = _record_fits(monkeypatch, lambda task, shared: task["model"])
+    import neuroalrnn.compare as cmp
+
+    kinds, real = [], cmp._run_task
+    monkeypatch.setattr(cmp, "_run_task", lambda task, shared: kinds.append(len(task.get("members", [0]))) or
+                        real(task, shared))
+    models = dict(MODELS, fast={**MODELS["P=2"], "lr": 0.05, "n_relu": 5})
+    alone = compare(ds, models, cv=3, groups="session", seeds=[0, 1], ensemble=False)
+    assert sorted(kinds) == [1] * 24 and len(calls) == 24
+    kinds.clear()
+    together = compare(ds, models, cv=3, groups="session", seeds=[0, 1])
+    assert sorted(kinds) == [1] * 6 + [18]  # three AL-RNN specs x 3 folds x 2 seeds in one ensemble; GRUs alone
+    np.testing.assert_allclose(together["score"].values, alone["score"].values, rtol=0, atol=1e-12)
+    xr.testing.assert_identical(together["score"].sel(model=list(MODELS)), serial["score"])
+
+
+def test_plan_splits_ensembles_for_workers_and_caps():
+    from neuroalrnn._compare_ensemble import plan
+
+    ests = {"a": ALRNNTaskEstimator(n_relu=0), "b": ALRNNTaskEstimator(n_relu=2, lr=0.1),
+            "c": ALRNNTaskEstimator(n_units=8), "g": GRUTaskEstimator()}
+    tasks = [{"key": f"{m}{i}", "model": m} for m in ests for i in range(5)]
+    sizes = lambda todo: sorted(len(t.get("members", [t])) for t in todo)  # noqa: E731
+    assert sizes(plan(tasks, ests, True, 1)) == [1] * 5 + [5, 10]
+    assert sizes(plan(tasks, ests, True, 3)) == [1] * 5 + [1, 2, 2, 3, 3, 4]
+    assert sizes(plan(tasks, ests, 4, 1)) == [1] * 5 + [2, 3, 3, 3, 4]
+    assert sizes(plan(tasks, ests, False, 1)) == [1] * 20
+    assert plan(tasks, ests, True, 1)[0]["key"] == plan(list(tasks), ests, True, 1)[0]["key"]  # stable keys
+    with pytest.raises(ValueError, match="ensemble"):
+        compare(stimulus_data(), {"a": TINY}, ensemble=0)
+
+
+def stimulus_data():
+    from neuroalrnn.tasks import stimulus_selection
+
+    return stimulus_selection(12, seed=0)
+
+
+def test_an_interrupted_ensemble_resumes_without_loss(ds, tmp_path, monkeypatch):
+    import neuroalrnn.fit.ensemble_task as et
+
+    models = {"P=0": dict(TINY, n_relu=0, n_steps=12, eval_every=4), "P=2": dict(TINY, n_relu=2, n_steps=12, eval_every=4)}
+    expected = compare(ds, models, cv=3, groups="session", seeds=[0])
+    steps, real = [], et.task_objective
+
+    def counting(loss, stop_at=None):
+        objective = real(loss)
+
+        def run(module, batch):
+            steps.append(module.training)
+            if stop_at is not None and sum(steps) == stop_at:
+                raise KeyboardInterrupt
+            return objective(module, batch)
+
+        return run
+
+    monkeypatch.setattr(et, "task_objective", lambda loss: counting(loss, stop_at=10))
+    with pytest.raises(KeyboardInterrupt):
+        compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len(list(tmp_path.glob("ensemble-*.ckpt"))) == 1 and not list(tmp_path.glob("P=*.json"))
+    steps.clear()
+    monkeypatch.setattr(et, "task_objective", counting)
+    resumed = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert sum(steps) == 12 - 8  # went on from the checkpoint written at step 8
+    xr.testing.assert_identical(resumed["score"], expected["score"])
+    assert len(list(tmp_path.glob("P=*.json"))) == 6 and not list(tmp_path.glob("*.ckpt"))
+
+
+def test_a_diverging_member_fails_alone(ds, tmp_path):
+    models = {"ok": dict(TINY, n_relu=2), "bad": dict(TINY, n_relu=2, lr=1e38)}
+    with pytest.raises(RuntimeError, match=r"'bad-fold0-seed0' failed: NonFiniteLossError"):
+        compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len(list(tmp_path.glob("ok-*.json"))) == 3 and not list(tmp_path.glob("bad-*.json"))

@@ -119,7 +119,7 @@ def test_a_diverging_model_is_frozen_and_the_others_go_on():
     (solo,) = train_ensemble(alone, mse, data, [range(40)], **dict(kw, seeds=[0]))
     torch.testing.assert_close(both.w[0], alone.w[0], rtol=0, atol=0)
     assert "error" not in results[0].extra and results[0].n_steps == 30
-    assert "non-finite at step 0" in results[1].extra["error"] and results[1].n_steps == 0
+    assert "loss is non-finite at step 0" in results[1].extra["error"] and results[1].n_steps == 0
     assert torch.equal(both.w[1], torch.zeros(3, 1, dtype=F64))  # held at its last finite parameters
 
 

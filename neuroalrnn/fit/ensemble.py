@@ -8,8 +8,9 @@ learning rate, decay and gradient-norm clipping, is evaluated on its own validat
 its own best parameters and stops early on its own; a model that stops is frozen while the others
 go on. One step is one forward and one backward for all K models, one stacked optimizer update
 and one finiteness check of the (K,) losses and gradient norms. A model whose loss or gradients
-become NaN/inf is frozen at the parameters of its last finite loss (as ``train`` leaves a model
-before raising ``NonFiniteLossError``) and its result names the error; the others continue.
+become NaN/inf is frozen (at its best validated parameters, else those of its last finite loss, as
+``train`` leaves a model when it raises ``NonFiniteLossError``) and its result names the error; the
+others continue.
 Atomic checkpoints hold everything, so a killed run resumes to the same result.
 """
 
@@ -226,7 +227,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     if restore_best:
         run.restore_best(params)
     elapsed = time.perf_counter() - t0
-    return run.results(select_metric, sign, elapsed, checkpoint)
+    return run.results(sign, elapsed, checkpoint, restore_best)
 
 
 class _Run:
@@ -251,11 +252,9 @@ class _Run:
                 with torch.no_grad():
                     for p, saved in zip(params, last_good):
                         p[k] = saved[k]
-                self.errors[k] = (f"loss is non-finite at step {self.step}; the model holds the parameters of the "
-                                  "last finite loss (try a lower lr or clipping)")
+                self.errors[k] = f"the loss is non-finite at step {self.step}"
             else:
-                self.errors[k] = (f"gradients are non-finite at step {self.step}; the model holds the parameters "
-                                  "of the last finite loss")
+                self.errors[k] = f"the gradients are non-finite at step {self.step}"
             self.active[k] = False
 
     def add_loss(self, loss, active):
@@ -298,13 +297,12 @@ class _Run:
 
     def restore_best(self, params):
         has = torch.as_tensor(self.best_step >= 0, device=params[0].device)
-        has &= torch.as_tensor([e is None for e in self.errors], device=params[0].device)
         if bool(has.any()):
             with torch.no_grad():
                 for p, b in zip(params, self.best):
                     p.copy_(torch.where(has.reshape((-1,) + (1,) * (p.ndim - 1)), b, p))
 
-    def results(self, select_metric, sign, elapsed, checkpoint) -> list[TrainResult]:
+    def results(self, sign, elapsed, checkpoint, restore_best) -> list[TrainResult]:
         out = []
         for k in range(self.K):
             hist = pd.DataFrame(self.history[k]).set_index("step") if self.history[k] else pd.DataFrame()
@@ -313,7 +311,9 @@ class _Run:
                               float(sign * self.best_value[k]) if has else float("nan"), int(self.n_done[k]),
                               bool(self.stopped[k]), elapsed, None if checkpoint is None else str(checkpoint))
             if self.errors[k] is not None:
-                res.extra["error"] = self.errors[k]
+                holds = f"the best validated parameters (step {res.best_step})" if has and restore_best else \
+                    f"the parameters of the last finite loss (step {res.n_steps})"
+                res.extra["error"] = f"{self.errors[k]}; the model holds {holds} (try a lower lr or clip_grad_norm)"
             out.append(res)
         return out
 

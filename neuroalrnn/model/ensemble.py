@@ -192,8 +192,10 @@ class ALRNNEnsemble(nn.Module):
         states = alrnn_scan(z0, drive, self.A, self.W, self.n_relu, force, alpha, backend=self.backend)
         return states, self.readout(states)
 
-    def simulate(self, z0, n_steps: int | None = None, inputs=None) -> torch.Tensor:
+    def simulate(self, z0, n_steps: int | None = None, inputs=None, *, grad: bool = False) -> torch.Tensor:
         """Free runs from z0 (K, B, M) for ``n_steps`` (or as many steps as ``inputs`` has): (K, B, T, M).
+
+        Plain tensors unless ``grad=True`` (as :meth:`neuroalrnn.model.ALRNN.simulate`).
 
         Examples
         --------
@@ -210,8 +212,9 @@ class ALRNNEnsemble(nn.Module):
         elif n_steps is not None and int(n_steps) != x.shape[2]:
             raise ValueError(f"n_steps: {n_steps} does not match the {x.shape[2]} time steps of inputs")
         T = x.shape[2] if x is not None else n_steps
-        return alrnn_scan(z0, self.drive(x, z0.shape[1], T).contiguous(), self.A, self.W, self.n_relu,
-                    backend=self.backend)
+        with torch.set_grad_enabled(bool(grad) and torch.is_grad_enabled()):
+            return alrnn_scan(z0, self.drive(x, z0.shape[1], T).contiguous(), self.A, self.W, self.n_relu,
+                              backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"n_models={self.n_models}, n_units={self.n_units}, n_relu={list(self.n_relu)}, "
