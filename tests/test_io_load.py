@@ -173,3 +173,48 @@ def test_structured_text_is_not_taken_for_a_table(tmp_path, text, kind):
 def test_one_column_values_that_look_like_times_stay_a_csv(tmp_path):
     (tmp_path / "t.csv").write_text("onset\n12:30\n13:00\n")
     assert sniff(tmp_path / "t.csv") == "csv"
+
+
+def test_paths_that_are_not_regular_files(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ValueError, match=r"data: is a directory, not a file"):  # was 'no such file'
+        neuroalrnn.load(tmp_path / "data")
+    os.mkfifo(tmp_path / "pipe")  # opening it would block until a writer comes
+    with pytest.raises(ValueError, match=r"pipe: is a FIFO \(named pipe\), not a regular file"):
+        neuroalrnn.load(tmp_path / "pipe")
+    with pytest.raises(FileNotFoundError, match=r"nope\.nc: no such file"):
+        neuroalrnn.load(tmp_path / "nope.nc")
+    with pytest.raises(TypeError, match="path: expected a file path .*, got NoneType"):
+        neuroalrnn.load(None)
+    with pytest.raises(TypeError, match=r"path: expected a file path .*, got bytes \(b'CDF"):
+        neuroalrnn.load(b"CDF\x01 file contents")
+    with pytest.raises(TypeError, match="got NoneType"):
+        neuroalrnn.io.read_table(None)
+
+
+def test_zip_archives_that_are_not_npz(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as z:
+        z.writestr("readme.txt", "hello")  # used to become a column of bytes: "a single value"
+    with pytest.raises(ValueError, match=r"notes\.zip: a zip archive, but not an NPZ: member 'readme\.txt'"):
+        neuroalrnn.load(tmp_path / "notes.zip")
+    np.savez(tmp_path / "e.npz", a=np.arange(3))
+    data = bytearray((tmp_path / "e.npz").read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # set the 'encrypted' flag bit
+        start = data.find(signature)
+        data[start + flag_at] |= 1
+    (tmp_path / "e.npz").write_bytes(bytes(data))  # zipfile raised a RuntimeError asking for a password
+    with pytest.raises(ValueError, match=r"e\.npz: the zip archive is encrypted \(member 'a\.npy'\)"):
+        neuroalrnn.load(tmp_path / "e.npz")
+
+
+def test_hdf5_files_with_broken_links(tmp_path):
+    """A dangling link used to end in AttributeError ('NoneType' has no attribute 'attrs')."""
+    import h5py
+
+    with h5py.File(tmp_path / "links.h5", "w") as f:
+        f["a"] = h5py.SoftLink("/nowhere")
+        f["b"] = h5py.ExternalLink("elsewhere.h5", "/x")
+    with pytest.raises(ValueError, match=r"links\.h5: an HDF5 file that is neither NWB, MATLAB v7\.3 nor netCDF"):
+        neuroalrnn.load(tmp_path / "links.h5")

@@ -21,11 +21,11 @@ is left open) and never writes anything.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import xarray as xr
 
-from neuroalrnn.io._sniff import FORMATS, sniff
+from neuroalrnn._cf import migrate_units
+from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
 from neuroalrnn.io.matlab import KOPPE2014_SPEC, MatSpec, read_mat
 from neuroalrnn.io.neurogym import from_neurogym
 from neuroalrnn.io.nwb import read_nwb
@@ -49,22 +49,22 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     >>> read_netcdf(path)["context"].values.tolist()
     ['a', 'b']
     """
-    path = Path(path)
-    try:
-        with xr.open_dataset(path) as opened:
-            ds = opened.load()
-    except ImportError as err:  # a reader xarray listed could not be imported
-        raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package ({err})") from None
-    except (OSError, ValueError, RuntimeError) as err:
-        if "dependencies may not be installed" in str(err):  # xarray found no installed reader
-            raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package "
-                              f"(pip install netCDF4)") from None
-        raise ValueError(f"{path}: expected {FORMATS['netcdf']}, but it cannot be read "
-                         f"(truncated or corrupt?): {err}") from None
+    path = as_path(path)
+    with reading(path, "netcdf"):
+        try:
+            with xr.open_dataset(path) as opened:
+                ds = opened.load()
+        except ImportError as err:  # a reader xarray listed could not be imported
+            raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package ({err})") from None
+        except ValueError as err:
+            if "dependencies may not be installed" in str(err):  # xarray found no installed reader
+                raise ImportError(f"{path}: reading netCDF needs the netCDF4 or h5netcdf package "
+                                  f"(pip install netCDF4)") from None
+            raise
     for name, var in ds.variables.items():
         var.encoding = {}  # detach from the file: the dataset is independent of it
     ds.encoding = {}
-    return _validated(ds, path)
+    return _validated(migrate_units(ds), path)  # files of earlier versions: activity_units -> units
 
 
 def _validated(ds, path):

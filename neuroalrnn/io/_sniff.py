@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -37,9 +39,7 @@ def sniff(path: str | os.PathLike) -> str:
     >>> sniff(path)
     'npz'
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = as_path(path)
     size = path.stat().st_size
     if size == 0:
         raise ValueError(f"{path}: the file is empty; expected one of: {', '.join(FORMATS.values())}")
@@ -58,59 +58,111 @@ def sniff(path: str | os.PathLike) -> str:
         if not zipfile.is_zipfile(path):
             raise ValueError(f"{path}: looks like a zip/NPZ archive but it is truncated or corrupt")
         return "npz"
-    if _looks_like_text(head):
-        other = _other_text_format(head.decode("utf-8", errors="ignore"))
+    encoding = text_encoding(head)
+    if encoding is not None:
+        other = _other_text_format(head.decode(encoding, errors="ignore"))
         if other:
             raise ValueError(f"{path}: {other} text, which neuroalrnn does not read; expected one of: "
                              f"{', '.join(FORMATS.values())}")
         return "csv"
-    raise ValueError(f"{path}: unrecognised file content (first bytes {head[:8]!r}); expected one of: "
-                     f"{', '.join(FORMATS.values())}")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ValueError(f"{path}: UTF-16 encoded text; save the table as UTF-8 (or Latin-1) CSV")
+    raise ValueError(f"{path}: unrecognised file content (first bytes {head[:8]!r}; a text table must be "
+                     f"UTF-8 or Latin-1/Windows-1252 text); expected one of: {', '.join(FORMATS.values())}")
+
+
+def as_path(path) -> Path:
+    """``path`` as a Path to an existing regular file, or a clear error saying what it is instead."""
+    if isinstance(path, bytes):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got bytes ({path[:20]!r}); "
+                        "decode a path with os.fsdecode, or write file contents to a file first")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:  # permission denied on a parent, a name too long, ...
+        raise FileNotFoundError(f"{path}: cannot be accessed ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path}: is a directory, not a file; give the path of a file inside it")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) \
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise ValueError(f"{path}: is {kind}, not a regular file; neuroalrnn reads files from disk")
+    return path
+
+
+# what libraries raise on files whose bytes are damaged (besides ValueError/TypeError of their own)
+CORRUPT_ERRORS = (OSError, KeyError, IndexError, AttributeError, RuntimeError, RecursionError, EOFError,
+                  NotImplementedError, OverflowError, UnicodeDecodeError, LookupError, MemoryError,
+                  ArithmeticError, AssertionError, ValueError, TypeError)
+
+
+@contextmanager
+def reading(path, kind: str, part: str | None = None, keep: tuple = ()):
+    """Turn what a library raises on a damaged file into one ``ValueError`` naming the file.
+
+    Wrap only the library's parsing, not this package's own checks: those already
+    raise errors that name the field. An error whose message already names the file
+    passes through unchanged. ``part`` names the part being read (e.g. an NPZ key);
+    exceptions of the types in ``keep`` pass through for the caller to handle.
+    """
+    try:
+        yield
+    except CORRUPT_ERRORS as err:
+        if isinstance(err, keep):
+            raise
+        if isinstance(err, (ValueError, TypeError, FileNotFoundError, ImportError)) and str(path) in str(err):
+            raise
+        what = FORMATS.get(kind, kind)
+        if isinstance(err, MemoryError):
+            raise ValueError(f"{path}: reading it as {what} asks for more memory than there is "
+                             "(a corrupt size field?)") from None
+        where = f"{part} of {what}" if part else what
+        raise ValueError(f"{path}: expected {where}, but it cannot be read (truncated or corrupt?): "
+                         f"{type(err).__name__}: {str(err)[:200]}") from None
 
 
 def _check_hdf5(path, kind):
     import h5py
 
-    try:
+    with reading(path, kind):
         with h5py.File(path, "r"):
             pass
-    except OSError as err:
-        raise ValueError(f"{path}: expected {FORMATS[kind]}, but HDF5 cannot open it "
-                         f"(truncated or corrupt?): {err}") from None
 
 
 def _hdf5_kind(path):
     import h5py
 
-    try:
+    with reading(path, "hdf5"):
         with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
+            attrs = {k: f.attrs[k] for k in _attr_names(f)}
             keys = set(f.keys())
-    except OSError as err:
-        raise ValueError(f"{path}: has an HDF5 signature but HDF5 cannot open it "
-                         f"(truncated or corrupt?): {err}") from None
+            top = [obj for obj in (f.get(k) for k in keys) if obj is not None]  # a broken link gives None
+            has_dims = any(isinstance(obj, h5py.Dataset) and (
+                "DIMENSION_LIST" in obj.attrs or obj.attrs.get("CLASS") == b"DIMENSION_SCALE") for obj in top)
+            has_matlab = any("MATLAB_class" in obj.attrs for obj in top)
     if attrs.get("neurodata_type") == "NWBFile" or ("nwb_version" in attrs and "general" in keys):
         return "nwb"
-    if "_NCProperties" in attrs or any(k in attrs for k in ("_nc3_strict",)) or _has_netcdf_dims(path):
+    if "_NCProperties" in attrs or "_nc3_strict" in attrs or has_dims:
         return "netcdf"
-    if "#refs#" in keys or _has_matlab_class(path):
+    if "#refs#" in keys or has_matlab:
         return "mat73"
     return "hdf5"
 
 
-def _has_netcdf_dims(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return any("DIMENSION_LIST" in obj.attrs or obj.attrs.get("CLASS") == b"DIMENSION_SCALE"
-                   for obj in f.values() if isinstance(obj, h5py.Dataset))
-
-
-def _has_matlab_class(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return any("MATLAB_class" in obj.attrs for obj in f.values())
+def _attr_names(obj):
+    """Attribute names whose values can be read; an unreadable attribute only matters if it is used."""
+    names = []
+    for name in obj.attrs.keys():
+        try:
+            obj.attrs[name]
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+        names.append(name)
+    return names
 
 
 _YAML_LINE = re.compile(r"^\s*(-\s|[\w .-]+:(\s|$))")
@@ -130,17 +182,33 @@ def _other_text_format(text: str) -> str | None:
     return None
 
 
-def _looks_like_text(head: bytes) -> bool:
-    """UTF-8 text without control bytes, with commas/tabs or at least two lines (a one-column CSV)."""
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        # a 4 KiB read may cut a multi-byte character in half
-        try:
-            text = head[:-4].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
+def text_encoding(head: bytes) -> str | None:
+    """``'utf-8'`` or ``'cp1252'`` when ``head`` reads as a table's text in that encoding, else None.
+
+    Text means no control bytes, and commas/tabs or at least two lines (a
+    one-column CSV). Text that is not UTF-8 is taken as Windows-1252 (a superset
+    of Latin-1 for printable text, what spreadsheet programs export) when it is
+    mostly ASCII; binary data rarely is.
+    """
+    text = _decode(head, "utf-8")
+    encoding = "utf-8"
+    if text is None:
+        text, encoding = _decode(head, "cp1252"), "cp1252"
+        if text is None or sum(c < "\x80" for c in text) < 0.9 * len(text):
+            return None
     if any(c < " " and c not in "\t\n\r\f" for c in text):  # NUL and other control bytes: binary
-        return False
+        return None
     # a delimiter, or several lines: a one-column CSV (a header and one value per line) has no commas
-    return "," in text or "\t" in text or "\n" in text.strip() or "\r" in text.strip()
+    if "," in text or "\t" in text or "\n" in text.strip() or "\r" in text.strip():
+        return encoding
+    return None
+
+
+def _decode(head, encoding):
+    try:
+        return head.decode(encoding)
+    except UnicodeDecodeError:
+        try:  # a 4 KiB read may cut a multi-byte character in half
+            return head[:-4].decode(encoding)
+        except UnicodeDecodeError:
+            return None

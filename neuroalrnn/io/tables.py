@@ -1,11 +1,14 @@
 """Per-trial tables (pandas DataFrame, CSV, NPZ of arrays) -> TrialDataset.
 
-Each column with one value per trial becomes a trial coord. Optional signals:
+Each column with one value per trial becomes a trial coord; the arrays of a
+lab's export (scalars, (n, k) per-trial arrays, trial counts per session)
+follow the rules of :mod:`neuroalrnn.io._columns`. Optional signals:
 
 - ``activity``/``inputs``/``targets``: a (trial, time, feature) array (an NPZ
   key or a mapping entry), a ragged layout (a (sum of lengths, feature) array
-  plus ``<name>_lengths``), or a DataFrame column whose entries are (time,
-  feature) arrays;
+  plus ``<name>_lengths``), a DataFrame column whose entries are (time,
+  feature) arrays, or, for inputs and targets, an (n, k) per-trial array
+  taken as one time step of k channels;
 - ``spikes``: one array of session spike times per unit (or NPZ keys
   ``spike_times`` + ``spike_clusters``), binned around ``align_event`` with
   :func:`neuroalrnn.preprocess.bin_spike_times`.
@@ -17,21 +20,22 @@ objects is refused with a ``ValueError``.
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
-from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
-from neuroalrnn.io._sniff import FORMATS, sniff
+from neuroalrnn.io import _columns
+from neuroalrnn.io._sniff import FORMATS, as_path, sniff
+from neuroalrnn.io._tablefile import read_csv, read_npz
 from neuroalrnn.schema import from_arrays
 
 SESSION_COLUMNS = ("session_date", "session_id", "eid", "session_name")
+_ROLES = ("activity", "inputs", "targets")
 
 
-def read_table(path: str | os.PathLike, format: str | None = None, **options) -> xr.Dataset:
+def read_table(path: str | os.PathLike, format: str | None = None, *, encoding: str | None = None,
+               dtype=None, na_values=None, **options) -> xr.Dataset:
     """Read a CSV or NPZ per-trial table into a TrialDataset.
 
     Parameters
@@ -39,8 +43,16 @@ def read_table(path: str | os.PathLike, format: str | None = None, **options) ->
     path : str or path-like
     format : {'csv', 'npz'}, optional
         Checked against the file's content (found by sniffing when omitted).
+    encoding : str, optional
+        CSV text encoding. By default UTF-8; a file that is not UTF-8 is read as
+        Windows-1252 (Latin-1) with a warning.
+    dtype, na_values : optional
+        Passed to ``pandas.read_csv`` (CSV only), e.g. ``dtype={'subject': str}``
+        keeps a column of mostly numbers as text (otherwise a non-number among
+        numbers is an error naming its row), ``na_values=['-']`` marks missing cells.
     **options
-        Passed to :func:`from_table`. An NPZ may carry a 0-d ``dt`` key.
+        Passed to :func:`from_table` (``columns=``/``exclude=`` choose the
+        columns). An NPZ may carry a 0-d ``dt`` key.
 
     Examples
     --------
@@ -50,18 +62,24 @@ def read_table(path: str | os.PathLike, format: str | None = None, **options) ->
     >>> read_table(path)["session"].values.tolist()
     ['2020-01-01', '2020-01-01']
     """
-    path = Path(path)
+    path = as_path(path)
     kind = sniff(path)
     if format is not None and kind != format:
         raise ValueError(f"{path}: expected {FORMATS.get(format, format)}, but the file is {FORMATS[kind]}")
     if kind == "npz":
-        columns = _read_npz(path)
+        if encoding is not None or dtype is not None or na_values is not None:
+            raise TypeError(f"{path}: encoding, dtype and na_values are CSV options; this file is {FORMATS[kind]}")
+        columns = read_npz(path)
     elif kind == "csv":
-        columns = _read_csv(path)
+        columns = read_csv(path, encoding=encoding, dtype=dtype, na_values=na_values)
     else:
         raise ValueError(f"{path}: expected a CSV or NPZ table, but the file is {FORMATS[kind]}")
     if "dt" in columns and np.ndim(columns["dt"]) == 0:
-        options.setdefault("dt", float(columns.pop("dt")))
+        columns = dict(columns)
+        dt = columns.pop("dt")
+        if np.asarray(dt).dtype.kind not in "iuf":
+            raise ValueError(f"{path}: key 'dt': expected the time step in seconds, got {dt!r}")
+        options.setdefault("dt", float(dt))
     options.setdefault("source", path.name)
     try:
         return from_table(columns, **options)
@@ -69,54 +87,28 @@ def read_table(path: str | os.PathLike, format: str | None = None, **options) ->
         raise type(err)(f"{path}: {err}") from None
 
 
-def _read_npz(path):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: expected {FORMATS['npz']}, but it cannot be opened "
-                         f"(truncated or corrupt?): {err}") from None
-    columns = {}
-    with archive:
-        for key in archive.files:
-            try:
-                columns[key] = archive[key]
-            except ValueError as err:
-                if "pickle" in str(err):
-                    raise ValueError(f"{path}: key {key!r} holds pickled Python objects; refused "
-                                     "(pickles can run code; save plain numeric/string arrays)") from None
-                raise ValueError(f"{path}: key {key!r} cannot be read: {err}") from None
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-                raise ValueError(f"{path}: key {key!r} is truncated or corrupt: {err}") from None
-    if not columns:
-        raise ValueError(f"{path}: the NPZ archive holds no arrays; expected one array per trial column")
-    return columns
-
-
-def _read_csv(path):
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: expected {FORMATS['csv']}, but it cannot be parsed: {err}") from None
-    return frame
-
-
-def from_table(table, *, activity: str | None = None, inputs: str | None = None,
-               targets: str | None = None, dt: float | None = None, spikes=None,
+def from_table(table, *, activity: str | Sequence[str] | None = None,
+               inputs: str | Sequence[str] | None = None, targets: str | Sequence[str] | None = None,
+               dt: float | None = None, spikes=None,
                align_event: str | None = None, window: tuple[float, float] | None = None,
                bin_size: float | None = None, stop_event: str | None = None,
-               session: str | None = "auto", unit=None, source: str = "table") -> xr.Dataset:
+               session: str | None = "auto", unit=None, source: str = "table",
+               columns: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> xr.Dataset:
     """Build a TrialDataset from a per-trial table.
 
     Parameters
     ----------
     table : pandas.DataFrame or mapping of str to array
         One row (entry) per trial. Mapping values may be (trial, time, feature)
-        arrays or ragged ``(sum(lengths), feature)`` arrays with ``<name>_lengths``.
-    activity, inputs, targets : str, optional
-        Column/key holding that signal. Keys named ``activity``/``inputs``/
-        ``targets`` with 3 dims (or ragged lengths) are used without being named.
+        arrays or ragged ``(sum(lengths), feature)`` arrays with ``<name>_lengths``;
+        single values become attributes, (n, k) arrays k columns ``name_0``...,
+        and a vector of trial counts per session (summing to n) a ``session``
+        coord (see :mod:`neuroalrnn.io._columns`).
+    activity, inputs, targets : str or list of str, optional
+        Column(s)/key(s) holding that signal (several are joined along the
+        feature dim). Keys named ``activity``/``inputs``/``targets`` are used
+        without being named. An (n, k) array named as ``inputs``/``targets`` is
+        one time step of k channels per trial (labels ``name_0``...).
     dt : float, optional
         Time step (s) of the signals; required with them.
     spikes : sequence of 1-D arrays or str, optional
@@ -139,6 +131,8 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
         Unit labels.
     source : str
         Stored in ``attrs['source']``.
+    columns, exclude : list of str, optional
+        Keep only these columns / leave these out (before any other rule).
 
     Examples
     --------
@@ -146,45 +140,66 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
     >>> ds = from_table(pd.DataFrame({"choice": [1, -1, 1], "rt": [0.3, 0.5, 0.4]}))
     >>> dict(ds.sizes), ds["rt"].values.tolist()
     ({'trial': 3}, [0.3, 0.5, 0.4])
+    >>> import numpy as np
+    >>> lab = {"y": np.array([1, 2, 2]), "s_a": np.zeros((3, 2)), "dayLength": np.array([2, 1]),
+    ...        "name": np.array("rat1")}
+    >>> ds = from_table(lab)
+    >>> ds["session"].values.tolist(), ds.attrs["name"], sorted(ds.coords)
+    ([0, 0, 1], 'rat1', ['s_a_0', 's_a_1', 'session', 'trial', 'y'])
     """
-    columns = _columns(table)
+    columns, file_attrs = _columns.split_scalars(_columns.select(_as_columns(table), columns, exclude))
     if not columns:
         raise ValueError("table: no columns; expected one column per trial variable")
     roles = {"activity": activity, "inputs": inputs, "targets": targets}
-    for role in roles:
-        if roles[role] is None and role in columns and (np.ndim(columns[role]) == 3 or f"{role}_lengths" in columns):
+    for role in _ROLES:
+        value = columns.get(role)
+        if roles[role] is None and value is not None and (np.ndim(value) >= 2 or f"{role}_lengths" in columns
+                                                          or getattr(value, "dtype", None) == object):
             roles[role] = role
+            if np.ndim(columns[role]) == 2 and f"{role}_lengths" not in columns:
+                raise ValueError(f"{role}: a 2-D array of shape {np.shape(columns[role])}; expected (trial, time, "
+                                 f"feature). Reshape it: x[:, :, None] for (trial, time) of one feature, "
+                                 f"x[:, None, :] for one time step of k features")
     consumed = set()
     if spikes is None and "spike_times" in columns and "spike_clusters" in columns:
         spikes = _split_clusters(columns["spike_times"], columns["spike_clusters"])
         consumed |= {"spike_times", "spike_clusters"}
-    signal_values = {}
-    for role, name in roles.items():
-        if name is None:
+    signal_values, labels = {}, {}
+    for role, names in roles.items():
+        if names is None:
             continue
-        if name not in columns:
-            raise ValueError(f"{role}: no column {name!r}; the columns are {sorted(columns)}")
-        signal_values[role] = _signal(columns, name)
-        consumed |= {name, f"{name}_lengths"}
+        signal_values[role], labels[role], used = _signal(columns, role, names)
+        consumed |= used
     spike_column = spikes if isinstance(spikes, str) else None
     if spike_column is not None:
         consumed.add(spike_column)
-    coords = _trial_columns({k: v for k, v in columns.items() if k not in consumed})
     sized = dict(signal_values, **({spike_column: columns[spike_column]} if spike_column else {}))
-    n = _n_rows(columns, consumed, sized, coords)
+    hint = len(next(iter(sized.values()))) if sized else None
+    n, ref = _columns.n_trials({k: v for k, v in columns.items() if k not in consumed} or sized, hint)
+    for key, value in sized.items():
+        if len(value) != n:
+            raise ValueError(f"column {key!r} (signal): has {len(value)} trials, expected {n} (the length of "
+                             f"{ref!r}); every column needs one value per trial")
+    if n == 0:
+        raise ValueError("table: has no rows; expected at least one trial")
+    coords = _columns.trial_columns({k: v for k, v in columns.items() if k not in consumed}, n, ref)
     if session == "auto":
         session = next((c for c in SESSION_COLUMNS if c in coords), None) if "session" not in coords else None
     if session is not None:
         if session not in coords:
             raise ValueError(f"session: no column {session!r}; the columns are {sorted(coords)}")
         coords["session"] = coords[session]
-    attrs = {"source": str(source), "source_format": "table"}
+    attrs = {**file_attrs, "source": str(source), "source_format": "table"}
+    units = {}
     if spikes is not None:
+        from neuroalrnn.preprocess.spikes import spike_units
+
         if signal_values.get("activity") is not None:
             raise ValueError("spikes: give either spikes or an activity column, not both")
         signal_values["activity"], dt, t_start, lengths = _bin(columns, coords, spikes, align_event,
                                                                window, bin_size, stop_event, n)
-        attrs.update(activity_units="spikes/bin", bin_size=float(dt))
+        attrs["bin_size"] = float(dt)
+        units["activity"] = spike_units("counts", dt)
     else:
         t_start, lengths = 0.0, None
         if align_event is not None and not signal_values:
@@ -199,10 +214,15 @@ def from_table(table, *, activity: str | None = None, inputs: str | None = None,
             trial = coords.pop("trial")
         else:
             coords["trial_label"] = coords.pop("trial")
-    return from_arrays(**signal_values, trial_coords=coords, trial=trial, unit=unit, attrs=attrs, **kwargs)
+    if labels.get("activity") is not None:
+        unit = labels["activity"]
+    return from_arrays(**signal_values, trial_coords=coords, trial=trial, unit=unit,
+                       input_names=labels.get("inputs"), output_names=labels.get("targets"), attrs=attrs,
+                       units={k: v[0] for k, v in units.items()},
+                       long_names={k: v[1] for k, v in units.items()}, **kwargs)
 
 
-def _columns(table):
+def _as_columns(table):
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # DataFrame
         return {str(c): table[c].to_numpy() for c in table.columns}
     if isinstance(table, Mapping):
@@ -210,7 +230,25 @@ def _columns(table):
     raise TypeError(f"table: expected a pandas DataFrame or a mapping of columns, got {type(table).__name__}")
 
 
-def _signal(columns, name):
+def _signal(columns, role, names):
+    """(values, feature labels or None, columns used) of a signal given by one or several column names."""
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        if name not in columns:
+            raise ValueError(f"{role}: no column {name!r}; the columns are {sorted(columns)}")
+    parts = [_one_signal(columns, role, name) for name in names]
+    used = set(names) | {f"{name}_lengths" for name in names}
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1], used
+    if any(isinstance(values, list) for values, _ in parts) or len({v.shape[:2] for v, _ in parts}) != 1:
+        raise ValueError(f"{role}: the columns {names} need the same (trial, time) shape to be joined, got "
+                         f"{[np.shape(v) if not isinstance(v, list) else 'ragged' for v, _ in parts]}")
+    labels = [lab if lab is not None else [f"{name}_{j}" for j in range(v.shape[2])]
+              for (v, lab), name in zip(parts, names)]
+    return np.concatenate([v for v, _ in parts], axis=2), np.concatenate(labels), used
+
+
+def _one_signal(columns, role, name):
     value = columns[name]
     lengths_key = f"{name}_lengths"
     if lengths_key in columns:
@@ -221,54 +259,18 @@ def _signal(columns, name):
         if flat.ndim != 2 or flat.shape[0] != lengths.sum():
             raise ValueError(f"{name}: with {lengths_key}, expected a ({lengths.sum()}, feature) array "
                              f"(trials stacked along time), got shape {flat.shape}")
-        return np.split(flat, np.cumsum(lengths)[:-1])
+        return np.split(flat, np.cumsum(lengths)[:-1]), None
     value = np.asarray(value) if not (isinstance(value, np.ndarray) and value.dtype == object) else value
     if value.dtype == object:  # a column of per-trial (time, feature) arrays; from_arrays checks them
-        return [np.asarray(v) for v in value]
+        return [np.asarray(v) for v in value], None
+    if value.ndim == 2 and role != "activity":  # per-trial channels (e.g. two stimuli): one time step
+        return value[:, None, :], np.array([f"{name}_{j}" for j in range(value.shape[1])])
     if value.ndim != 3:
+        hint = (" (a 2-D activity is ambiguous: reshape it, x[:, :, None] for (trial, time) of one unit or "
+                "x[:, None, :] for one step of k units)") if value.ndim == 2 else ""
         raise ValueError(f"{name}: expected a (trial, time, feature) array, a column of (time, feature) "
-                         f"arrays, or a ragged array with {lengths_key}; got shape {value.shape}")
-    return value
-
-
-def _trial_columns(columns):
-    coords = {}
-    for key, value in columns.items():
-        value = np.asarray(value) if not isinstance(value, np.ndarray) else value
-        if value.ndim == 0:
-            raise ValueError(f"column {key!r}: a single value, expected one value per trial")
-        if value.dtype == object:
-            value = _object_column(key, value)
-        coords[key] = value
-    return coords
-
-
-def _object_column(key, value):
-    items = value.ravel()
-    is_str = np.array([isinstance(v, str) for v in items], dtype=bool)
-    is_missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in items], dtype=bool)
-    if (is_str | is_missing).all():
-        return np.array(["" if m else v for v, m in zip(items, is_missing)], dtype=str).reshape(value.shape)
-    if all(isinstance(v, (bool, np.bool_)) for v in items):
-        return value.astype(bool)
-    raise TypeError(f"column {key!r}: holds Python objects ({type(items[~(is_str | is_missing)][0]).__name__}); "
-                    "expected numbers, strings or bools (name it as `activity`/`spikes` if it holds arrays)")
-
-
-def _n_rows(columns, consumed, signal_values, coords):
-    ref = next(iter(coords), None)
-    lengths = {k: len(v) for k, v in coords.items()}
-    lengths.update({f"{k} (signal)": len(v) for k, v in signal_values.items()})
-    if ref is None:
-        ref = next(iter(lengths))
-    n = lengths[ref]
-    for key, length in lengths.items():
-        if length != n:
-            raise ValueError(f"column {key!r}: has {length} values, expected {n} (the length of {ref!r}); "
-                             "every column needs one value per trial")
-    if n == 0:
-        raise ValueError("table: has no rows; expected at least one trial")
-    return n
+                         f"arrays, or a ragged array with {lengths_key}; got shape {value.shape}{hint}")
+    return value, None
 
 
 def _split_clusters(times, clusters):
