@@ -147,11 +147,15 @@ def test_bad_specs(tmp_path, rng):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S", activity="X")
     with pytest.raises(ValueError, match="orientation: expected"):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S", activity="rates", orientation="rows")
-    with pytest.raises(ValueError, match="name at least one of"):
+    # no signal named: a table of trials, whose per-trial matrix must be named or left out
+    with pytest.raises(ValueError, match=r"lab\.mat: field 'rates': holds a \(6, 2\) array per trial.*"
+                                         r"exclude=\['rates'\]"):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S")
+    table = neuroalrnn.load(tmp_path / "lab.mat", variable="S", exclude=["rates", "stim"])
+    assert table["ctx"].values.tolist() == ["motion", "color", "motion"] and not table.data_vars
     with pytest.raises(ValueError, match="ctx: element 0 segment 0: expected a 2-D numeric array"):
         neuroalrnn.load(tmp_path / "lab.mat", variable="S", activity="ctx")
-    with pytest.raises(TypeError, match=r"needs a MatSpec .* the file holds \['S'\]"):
+    with pytest.raises(TypeError, match=r"lab\.mat: a MATLAB file needs a MatSpec .* the file holds \['S'\]"):
         read_mat(tmp_path / "lab.mat")
     with pytest.raises(TypeError, match="needs a MatSpec"):
         neuroalrnn.load(tmp_path / "lab.mat")
@@ -192,3 +196,102 @@ def test_koppe_spec_on_a_small_synthetic_file_without_inpcodes(tmp_path, rng):
     assert ds["input"].values.tolist() == [0, 1, 2, 3, 4]
     raw = scipy.io.loadmat(tmp_path / "mini.mat")["Data"]
     np.testing.assert_array_equal(ds["inputs"].values[4], raw[0, 1][0, 0]["Inp"][0, 1].T)
+
+
+def _v73(path, build):
+    """A MATLAB v7.3 file: HDF5 after a 512-byte user block holding the MATLAB header."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        build(f)
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
+    return path
+
+
+def _struct(f, name):
+    group = f.create_group(name)
+    group.attrs["MATLAB_class"] = np.bytes_("struct")
+    return group
+
+
+def test_complex_arrays_are_refused_as_complex(tmp_path):
+    """The message used to be 'expected a 2-D numeric array, got (2, 4)' for a 2-D array."""
+    scipy.io.savemat(tmp_path / "c5.mat", {"S": {"X": np.ones((2, 4)) * (1 + 1j)}})
+    with pytest.raises(TypeError, match=r"X: element 0 segment 0: complex values; a TrialDataset signal is real"):
+        neuroalrnn.load(tmp_path / "c5.mat", variable="S", activity="X")
+    S = np.zeros((1, 2), dtype=[("X", object), ("c", object)])
+    S[0, 0] = (np.ones((2, 3)), 1 + 2j)
+    S[0, 1] = (np.ones((2, 3)), 2.0)
+    scipy.io.savemat(tmp_path / "f5.mat", {"S": S})  # a complex per-trial field became a complex coord
+    with pytest.raises(TypeError, match=r"c: element 0: a complex value"):
+        neuroalrnn.load(tmp_path / "f5.mat", variable="S", activity="X", trial_vars=["c"])
+
+    def build(f):
+        data = np.zeros((4, 2), dtype=[("real", "f8"), ("imag", "f8")])
+        data["real"] = 1.0
+        _struct(f, "S").create_dataset("X", data=data).attrs["MATLAB_class"] = np.bytes_("double")
+        _struct(f, "T").create_dataset("ok", data=np.ones((4, 2))).attrs["MATLAB_class"] = np.bytes_("double")
+    path = _v73(tmp_path / "c73.mat", build)
+    with pytest.raises(TypeError, match=r"X: element 0 segment 0: complex values"):
+        neuroalrnn.load(path, variable="S", activity="X")
+    assert load_mat_variable(path, "S")["X"].dtype.kind == "c"  # read faithfully, refused where used
+
+
+def test_v73_reference_cycles_missing_objects_and_broken_links(tmp_path):
+    def self_referencing(f):
+        cell = f.create_dataset("#refs#/c", shape=(1, 1), dtype=h5py.ref_dtype)
+        cell.attrs["MATLAB_class"] = np.bytes_("cell")
+        cell[0, 0] = cell.ref  # a cell that holds itself (RecursionError before)
+        x = _struct(f, "S").create_dataset("X", shape=(1, 1), dtype=h5py.ref_dtype)
+        x.attrs["MATLAB_class"] = np.bytes_("cell")
+        x[0, 0] = cell.ref
+    path = _v73(tmp_path / "self.mat", self_referencing)
+    with pytest.raises(ValueError, match=r"self\.mat: /S: a cell or struct that contains itself"):
+        neuroalrnn.load(path, variable="S", activity="X")
+
+    def deleted(f):
+        target = f.create_dataset("#refs#/t", data=np.ones((3, 2)))
+        x = _struct(f, "S").create_dataset("X", shape=(1, 1), dtype=h5py.ref_dtype)
+        x.attrs["MATLAB_class"] = np.bytes_("cell")
+        x[0, 0] = target.ref
+        del f["#refs#/t"]  # the reference now points at nothing (KeyError before)
+    path = _v73(tmp_path / "del.mat", deleted)
+    with pytest.raises(ValueError, match=r"del\.mat: a reference in /S/X: refers to an object that is missing"):
+        neuroalrnn.load(path, variable="S", activity="X")
+
+    def broken(f):
+        _struct(f, "S")["X"] = h5py.SoftLink("/nowhere")
+        f["Y"] = h5py.ExternalLink("elsewhere.h5", "/x")
+    path = _v73(tmp_path / "link.mat", broken)
+    with pytest.raises(ValueError, match=r"link\.mat: /S/X: a broken link \(to '/nowhere'"):
+        neuroalrnn.load(path, variable="S", activity="X")
+    with pytest.raises(ValueError, match=r"link\.mat: /Y: a link to another file \('elsewhere\.h5'"):
+        neuroalrnn.load(path, variable="Y", activity="X")
+
+
+def test_structs_of_trials_are_tables(tmp_path):
+    """Labs keep behaviour as a struct of per-trial vectors or a struct array of trials."""
+    trials = {"choice": np.array([[1, -1, 1, 1]]), "rt": np.array([[0.3], [0.5], [0.4], [0.6]]),
+              "side": np.array(["left", "right", "left", "left"], dtype=object), "subject": "rat7",
+              "stim": np.arange(8.0).reshape(4, 2)}
+    scipy.io.savemat(tmp_path / "t.mat", {"trials": trials})
+    ds = neuroalrnn.load(tmp_path / "t.mat", variable="trials")
+    assert ds.sizes["trial"] == 4 and ds.attrs["subject"] == "rat7" and ds.attrs["source_format"] == "MATLAB"
+    assert ds["choice"].values.tolist() == [1, -1, 1, 1] and ds["rt"].values.tolist() == [0.3, 0.5, 0.4, 0.6]
+    assert ds["side"].values.tolist() == ["left", "right", "left", "left"]
+    assert ds["stim_1"].values.tolist() == [1, 3, 5, 7]
+    # a 1 x n struct array, one element per trial, an empty value ([]) for a missing one
+    S = np.zeros((1, 3), dtype=[("choice", object), ("rt", object), ("ctx", object)])
+    for i, (c, rt, ctx) in enumerate([(1, 0.3, "motion"), (-1, np.zeros((0, 0)), "color"), (1, 0.4, "motion")]):
+        S[0, i] = (c, rt, ctx)
+    scipy.io.savemat(tmp_path / "sa.mat", {"T": S})
+    ds = neuroalrnn.load(tmp_path / "sa.mat", variable="T")
+    np.testing.assert_array_equal(ds["rt"].values, [0.3, np.nan, 0.4])
+    assert ds["ctx"].values.tolist() == ["motion", "color", "motion"]
+    assert neuroalrnn.load(tmp_path / "sa.mat", variable="T", columns=["ctx"])["ctx"].size == 3
+
+    def v73(f):
+        group = _struct(f, "trials")
+        group.create_dataset("choice", data=np.array([[1.0, -1.0, 1.0]])).attrs["MATLAB_class"] = np.bytes_("double")
+        group.create_dataset("rt", data=np.array([[0.3], [0.5], [0.4]]).T).attrs["MATLAB_class"] = np.bytes_("double")
+    ds = neuroalrnn.load(_v73(tmp_path / "t73.mat", v73), variable="trials")
+    assert ds["choice"].values.tolist() == [1, -1, 1] and ds["rt"].values.tolist() == [0.3, 0.5, 0.4]

@@ -71,7 +71,9 @@ def test_nwb_counts_coords_and_behaviour(tmp_path):
     assert ds["electrode_group"].values.tolist() == ["shank0", "shank1"]
     assert ds["quality"].values.tolist() == ["good", "mua"]
     assert ds.attrs["dt"] == 0.25 and ds.attrs["align_event"] == "stim_on_time"
-    assert ds.attrs["session_id"] == "s1" and ds.attrs["activity_units"] == "spikes/bin"
+    assert ds.attrs["session_id"] == "s1" and ds["activity"].attrs["units"] == "count"
+    assert ds["time"].attrs["units"] == "s" and ds["time"].attrs["long_name"] == "time from stim_on_time"
+    assert ds["stim_on_time"].attrs["units"] == "s"  # NWB times: seconds from the session start
     # running speed = t (100 Hz): the bin mean is the mean of the 25 samples inside the bin
     speed = ds["behavior"].sel(behavior_channel="running_speed").values
     edges = STIM[:, None] - 0.5 + 0.25 * np.arange(6)[None, :]
@@ -95,7 +97,7 @@ def test_nwb_defaults_rates_and_inputs(tmp_path):
     expect[2, 2] = np.nan
     np.testing.assert_array_equal(ds["activity"].sel(unit=11).values, expect)
     assert ds["input"].values.tolist() == ["running_speed"] and "behavior" not in ds
-    assert ds.attrs["activity_units"] == "spikes/s"
+    assert ds["activity"].attrs["units"] == "Hz" and ds["inputs"].attrs["units"] == "m/s"
 
 
 def test_nwb_timeseries_as_activity(tmp_path):

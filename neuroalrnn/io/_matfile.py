@@ -9,11 +9,12 @@ on this form only, so one spec reads both file versions.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from neuroalrnn.io._sniff import FORMATS, sniff
+from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
+
+MAX_DEPTH = 64  # structs/cells nested deeper than this are a reference cycle or a damaged file
 
 
 def _variables(path):
@@ -44,7 +45,7 @@ def load_mat_variable(path: str | os.PathLike, variable: str):
     >>> load_mat_variable(path, "x").shape
     (2, 3)
     """
-    path = Path(path)
+    path = as_path(path)
     kind = sniff(path)
     if kind == "mat5":
         return _load_v5(path, variable)
@@ -56,14 +57,10 @@ def load_mat_variable(path: str | os.PathLike, variable: str):
 def _load_v5(path, variable):
     import scipy.io
 
-    try:
+    with reading(path, "mat5"):  # scipy raises many types for corrupt files
         contents = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True, variable_names=[variable])
-    except Exception as err:  # scipy raises many types for corrupt files
-        raise ValueError(f"{path}: expected {FORMATS['mat5']}, but it cannot be read "
-                         f"(truncated or corrupt?): {type(err).__name__}: {err}") from None
     if variable not in contents:
-        names = [k for k in scipy.io.whosmat(path)]
-        raise ValueError(f"{path}: no variable {variable!r}; the file holds {[n[0] for n in names]}")
+        raise ValueError(f"{path}: no variable {variable!r}; the file holds {_variables(path)}")
     return _from_v5(contents[variable])
 
 
@@ -88,14 +85,31 @@ def _from_v5(value):
 def _load_v73(path, variable):
     import h5py
 
-    try:
+    with reading(path, "mat73"):
         with h5py.File(path, "r") as f:
             if variable not in f:
                 raise ValueError(f"{path}: no variable {variable!r}; the file holds "
                                  f"{[k for k in f if not k.startswith('#')]}")
-            return _from_h5(f[variable], f)
-    except OSError as err:
-        raise ValueError(f"{path}: expected {FORMATS['mat73']}, but HDF5 cannot read it: {err}") from None
+            return _from_h5(_get(f, variable, path), f, path, ())
+
+
+def _get(group, key, path, holder=None):
+    """``group[key]``, or an error that names a broken link or a missing object."""
+    import h5py
+
+    try:
+        return group[key]
+    except (KeyError, ValueError, OSError) as err:
+        link = group.get(key, getlink=True) if isinstance(key, str) else None
+        if isinstance(link, h5py.SoftLink):
+            raise ValueError(f"{path}: {group.name.rstrip('/')}/{key}: a broken link (to {link.path!r}, "
+                             "which does not exist)") from None
+        if isinstance(link, h5py.ExternalLink):
+            raise ValueError(f"{path}: {group.name.rstrip('/')}/{key}: a link to another file "
+                             f"({link.filename!r}, {link.path!r}) that cannot be opened") from None
+        where = f"{group.name.rstrip('/')}/{key}" if isinstance(key, str) else f"a reference in {holder}"
+        raise ValueError(f"{path}: {where}: refers to an object that is missing or damaged "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def _mclass(obj):
@@ -103,25 +117,33 @@ def _mclass(obj):
     return cls.decode() if isinstance(cls, bytes) else str(cls)
 
 
-def _from_h5(obj, f):
+def _from_h5(obj, f, path, seen):
     import h5py
 
+    key = obj.name or hash(obj.id)  # an object without a name (no link to it) is known by its id
+    if key in seen:
+        raise ValueError(f"{path}: {seen[0]}: a cell or struct that contains itself (a reference cycle "
+                         f"through {obj.name or 'an unnamed object'})")
+    if len(seen) > MAX_DEPTH:
+        raise ValueError(f"{path}: {seen[0]}: cells or structs nested more than {MAX_DEPTH} levels deep")
+    seen = seen + (key,)
     cls = _mclass(obj)
     if isinstance(obj, h5py.Group):
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in obj.attrs.get("MATLAB_fields", [])]
         names = ["".join(c.decode() if isinstance(c, bytes) else str(c) for c in np.ravel(n)) for n in names] \
             if names and not isinstance(names[0], str) else names
         keys = [k for k in (names or list(obj.keys())) if k in obj]
-        fields = {k: obj[k] for k in keys}
+        fields = {k: _get(obj, k, path) for k in keys}
         array_like = [d for d in fields.values() if isinstance(d, h5py.Dataset)
                       and d.dtype == h5py.ref_dtype and _mclass(d) != "cell"]
         if array_like and len(array_like) == len(fields):  # struct array: each field holds refs per element
             shape = array_like[0].shape[::-1]
             out = np.empty(shape, dtype=object)
             for idx in np.ndindex(shape):
-                out[idx] = {k: _from_h5(f[d[idx[::-1]]], f) for k, d in fields.items()}
+                out[idx] = {k: _from_h5(_get(f, d[idx[::-1]], path, d.name), f, path, seen)
+                            for k, d in fields.items()}
             return out[0, 0] if out.size == 1 and out.ndim == 2 else out
-        return {k: _from_h5(d, f) for k, d in fields.items()}
+        return {k: _from_h5(d, f, path, seen) for k, d in fields.items()}
     if obj.attrs.get("MATLAB_empty", 0):
         return np.zeros((0, 0))
     data = obj[()]
@@ -129,11 +151,11 @@ def _from_h5(obj, f):
         data = np.asarray(data).T
         out = np.empty(data.shape, dtype=object)
         for idx in np.ndindex(data.shape):
-            out[idx] = _from_h5(f[data[idx]], f)
+            out[idx] = _from_h5(_get(f, data[idx], path, obj.name), f, path, seen)
         return out
     if cls == "char":
         return "".join(chr(c) for c in np.asarray(data).T.ravel(order="F"))
     if data.dtype.names and {"real", "imag"} <= set(data.dtype.names):
-        raise TypeError(f"{obj.name}: complex MATLAB arrays are not supported as TrialDataset fields")
+        data = data["real"] + 1j * data["imag"]  # as scipy gives v5 complex arrays; refused where used
     data = np.asarray(data).T  # HDF5 holds MATLAB's column-major arrays transposed
     return data.astype(bool) if cls == "logical" else data

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
+from neuroalrnn.io import _columns
 from neuroalrnn.io._matfile import _variables, load_mat_variable
+from neuroalrnn.io._sniff import as_path
 
 __all__ = ["MatSpec", "KOPPE2014_SPEC", "read_mat", "load_mat_variable"]
 from neuroalrnn.schema import from_arrays, validate
@@ -56,11 +57,12 @@ class MatSpec:
     dt : float
         Time step in seconds (or in TRs when ``time_unit='TR'``).
     time_unit : str
-        Stored as ``attrs['time_unit']``.
+        Stored as ``attrs['time_unit']`` and as the ``units`` of ``time``.
     align_event : str
         Name of the event at time 0 of each trial.
-    activity_units : str
-        Stored as ``attrs['activity_units']``.
+    activity_units, activity_long_name : str, optional
+        CF ``units`` (e.g. ``'Hz'``, ``'count'``, ``'1'`` for arbitrary units)
+        and ``long_name`` of ``activity``; no ``units`` attribute when unknown.
     """
 
     variable: str
@@ -78,7 +80,8 @@ class MatSpec:
     dt: float = 1.0
     time_unit: str = "s"
     align_event: str = "segment_start"
-    activity_units: str = "a.u."
+    activity_units: str | None = None
+    activity_long_name: str | None = None
 
 
 #: Koppe et al. (2014) fMRI: ``Data`` is a 1 x 26 cell of subject structs, each with
@@ -88,7 +91,7 @@ class MatSpec:
 KOPPE2014_SPEC = MatSpec(variable="Data", activity="X", inputs="Inp", orientation="feature_time",
                          element_dim="subject", segment_dim="segment", time_vars={"C_": "phase"},
                          input_names="Inpcodes", dt=1.0, time_unit="TR", align_event="segment_start",
-                         activity_units="BOLD (a.u.)")
+                         activity_units="1", activity_long_name="BOLD signal (arbitrary units)")
 
 
 def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float | None = None,
@@ -121,19 +124,36 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
     ...               trial_vars=["ctx"], dt=0.05)
     >>> dict(ds.sizes), ds["ctx"].values.tolist()
     ({'trial': 2, 'time': 10, 'unit': 3}, [1.0, 2.0])
+
+    A variable without signals is a table of trials: a struct of per-trial
+    vectors, or a struct array with one element per trial.
+
+    >>> scipy.io.savemat(path, {"trials": {"choice": np.array([1, -1, 1]), "rt": np.array([[.3, .5, .4]]),
+    ...                                    "subject": "rat1"}})
+    >>> ds = read_mat(path, variable="trials")
+    >>> ds["choice"].values.tolist(), ds.attrs["subject"]
+    ([1, -1, 1], 'rat1')
     """
-    if spec is None:
-        if "variable" not in spec_fields:
-            raise TypeError(f"{path}: a MATLAB file needs a MatSpec (`spec=`) or at least `variable=` and "
-                            f"a signal field; the file holds {_variables(Path(path))}")
-        spec = MatSpec(**spec_fields)
-    elif spec_fields:
-        spec = MatSpec(**{**spec.__dict__, **spec_fields})
+    path = as_path(path)
+    table_options = {k: spec_fields.pop(k) for k in ("columns", "exclude") if k in spec_fields}
+    try:
+        if spec is None:
+            if "variable" not in spec_fields:
+                raise TypeError(f"a MATLAB file needs a MatSpec (`spec=`) or at least `variable=` (and a signal "
+                                f"field, unless the variable is a table of trials); the file holds "
+                                f"{_variables(path)}")
+            spec = MatSpec(**spec_fields)
+        elif spec_fields:
+            spec = MatSpec(**{**spec.__dict__, **spec_fields})
+    except TypeError as err:  # an unknown keyword
+        raise TypeError(f"{path}: {err}") from None
     if spec.orientation not in ("feature_time", "time_feature"):
         raise ValueError(f"orientation: expected 'feature_time' or 'time_feature', got {spec.orientation!r}")
     if not any((spec.activity, spec.inputs, spec.targets)):
-        raise ValueError("spec: name at least one of `activity`, `inputs`, `targets`")
-    path = Path(path)
+        return _read_table(path, spec.variable, **table_options)
+    if table_options:
+        raise TypeError(f"{path}: columns/exclude select the fields of a table of trials; with signals, "
+                        "name the per-trial fields with trial_vars=[...]")
     top = load_mat_variable(path, spec.variable)
     elements = _elements(top, spec.variable)
     signals, coords, names = {}, {spec.element_dim: []}, {}
@@ -167,12 +187,14 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
         names[role] = _names(label_source, elements[0], signals.get(role), role, spec)
     coords.update(per_trial)
     attrs = {"source": path.name, "source_format": "MATLAB", "time_unit": spec.time_unit,
-             "activity_units": spec.activity_units, "mat_variable": spec.variable}
+             "mat_variable": spec.variable}
+    cf = {"units": {"activity": spec.activity_units}, "long_names": {"activity": spec.activity_long_name}}
+    cf = {k: {n: v for n, v in d.items() if v is not None and n in signals} for k, d in cf.items()}
     ds = from_arrays(activity=signals.get("activity"), inputs=signals.get("inputs"),
                      targets=signals.get("targets"), dt=float(spec.dt if dt is None else dt),
                      align_event=spec.align_event, trial_coords={k: np.asarray(v) for k, v in coords.items()},
                      unit=names["activity"], input_names=names["inputs"], output_names=names["targets"],
-                     attrs=attrs)
+                     attrs=attrs, **cf)
     for role in fields:
         if role.startswith("time_var:") and role in signals:
             var = role.split(":", 1)[1]
@@ -184,6 +206,74 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
                 padded[t, : len(a)] = a
             ds[var] = (("trial", "time", f"{var}_index"), padded)
     return validate(ds)
+
+
+# ---------------------------------------------------------------- tables of trials
+
+def _read_table(path, variable, columns=None, exclude=()):
+    """A struct of per-trial vectors, or a struct array of one element per trial, as a table."""
+    from neuroalrnn.io.tables import from_table
+
+    top = load_mat_variable(path, variable)
+    try:
+        if isinstance(top, dict):
+            fields = _columns.select(top, columns, exclude)
+            table = {name: _vector(value, name) for name, value in fields.items()}
+        elif isinstance(top, np.ndarray) and top.dtype == object and top.size and \
+                all(isinstance(e, dict) for e in top.ravel()):
+            elements = list(top.ravel(order="F"))
+            fields = _columns.select({k: None for k in elements[0]}, columns, exclude)
+            table = {name: _per_element(elements, name) for name in fields}
+        else:
+            raise ValueError(f"{variable}: without activity/inputs/targets, expected a table of trials (a struct "
+                             f"of per-trial vectors, or a struct array with one element per trial), got "
+                             f"{getattr(top, 'shape', type(top).__name__)}")
+        ds = from_table(table, source=path.name)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path}: {err}") from None
+    ds.attrs.update(source_format="MATLAB", mat_variable=variable)
+    return ds
+
+
+def _vector(value, name):
+    """A struct field as a table column: MATLAB's 1 x n / n x 1 vectors become 1-D, 1 x 1 a single value."""
+    if isinstance(value, dict):
+        raise TypeError(f"field {name!r}: a struct inside the table; read it with variable=... on its own "
+                        f"(or exclude=[{name!r}])")
+    if isinstance(value, str):
+        return np.array(value)
+    value = np.asarray(value)
+    if value.dtype == object:  # a cell: one string or number per trial
+        return np.array([_cell_item(v, name) for v in value.ravel(order="F")], dtype=object)
+    if value.ndim == 2 and 1 in value.shape:
+        return value.ravel(order="F") if value.size != 1 else value.reshape(())
+    return value
+
+
+def _per_element(elements, name):
+    """One value per struct-array element; empty values ([]) are missing."""
+    items = [_cell_item(e.get(name), name) for e in elements]
+    present = [v for v in items if v is not None]
+    if present and all(isinstance(v, (int, float, bool, np.number, np.bool_)) for v in present):
+        return np.array([np.nan if v is None else v for v in items],
+                        dtype=float if len(present) < len(items) else None)
+    return np.array(items, dtype=object)
+
+
+def _cell_item(value, name):
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, dict):
+        raise TypeError(f"field {name!r}: holds structs; exclude=[{name!r}] or read it with variable=...")
+    value = np.asarray(value)
+    if value.size == 0:
+        return None
+    if value.size != 1 or value.dtype == object:
+        raise ValueError(f"field {name!r}: holds a {value.shape} array per trial, not one value; name it as a "
+                         f"signal (activity=..., with a spec) or leave it out with exclude=[{name!r}]")
+    if value.dtype.kind == "c":
+        raise TypeError(f"field {name!r}: complex values; per-trial variables are real numbers or text")
+    return value.ravel()[0].item()
 
 
 # ---------------------------------------------------------------- spec helpers
@@ -217,6 +307,9 @@ def _segments(value, fname, i, spec):
         arrays = [value]
     out = []
     for k, a in enumerate(arrays):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "c":
+            raise TypeError(f"{fname}: element {i} segment {k}: complex values; a TrialDataset signal is real "
+                            "(store the real and imaginary parts, or magnitude and phase, as two fields)")
         if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "biuf":
             raise ValueError(f"{fname}: element {i} segment {k}: expected a 2-D numeric array, "
                              f"got {getattr(a, 'shape', type(a).__name__)}")
@@ -231,7 +324,7 @@ def _trial_var(value, name, i, n_seg):
     elif isinstance(value, str):
         items = [value]
     else:
-        items = list(np.asarray(value).ravel(order="F"))
+        items = [_scalar(v, name, i) for v in np.asarray(value).ravel(order="F")]
     if len(items) == 1:
         return items * n_seg
     if len(items) != n_seg:
@@ -243,6 +336,8 @@ def _scalar(v, name, i):
     if isinstance(v, str):
         return v
     v = np.asarray(v)
+    if v.dtype.kind == "c":
+        raise TypeError(f"{name}: element {i}: a complex value; per-trial variables are real numbers or text")
     if v.size != 1:
         raise ValueError(f"{name}: element {i}: expected a scalar per segment, got shape {v.shape}")
     return v.ravel()[0]

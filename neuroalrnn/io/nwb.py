@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
-from neuroalrnn.io._sniff import FORMATS, sniff
+from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
+from neuroalrnn.preprocess.spikes import check_grid_size, spike_units
 from neuroalrnn.schema import from_arrays, validate
 
 _SKIP_UNIT_COLUMNS = {"spike_times", "obs_intervals", "electrodes", "waveform_mean", "waveform_sd",
@@ -78,20 +78,18 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
     """
     from pynwb import NWBHDF5IO
 
-    path = Path(path)
+    path = as_path(path)
     kind = sniff(path)
     if kind != "nwb":
         raise ValueError(f"{path}: expected {FORMATS['nwb']}, but the file is {FORMATS[kind]}")
     if output not in ("counts", "rates"):
         raise ValueError(f"output: expected 'counts' or 'rates', got {output!r}")
-    try:
-        with warnings.catch_warnings():  # the format was found from the content; any extension is fine
-            warnings.filterwarnings("ignore", message="The file path provided", category=UserWarning)
-            with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
-                contents = _read_contents(io.read(), path)
-    except (OSError, KeyError) as err:
-        raise ValueError(f"{path}: expected {FORMATS['nwb']}, but it cannot be read "
-                         f"(truncated or corrupt?): {type(err).__name__}: {err}") from None
+    with warnings.catch_warnings():  # the format was found from the content; any extension is fine
+        warnings.filterwarnings("ignore", message="The file path provided", category=UserWarning)
+        with reading(path, "nwb"):
+            io = NWBHDF5IO(str(path), "r", load_namespaces=True)
+        with io, reading(path, "nwb"):  # _read_contents only reads (lazily loaded) file content
+            contents = _read_contents(io.read(), path)
     # a single series name is one name, not a sequence of characters
     activity, inputs, behavior = ([v] if isinstance(v, str) and v != "units" else v
                                   for v in (activity, inputs, behavior))
@@ -240,6 +238,9 @@ def _build(contents, path, align_event, window, bin_size, stop_event, output, ac
     n_bins = int(np.floor((t1 - t0) / bin_size + 1e-9))
     if n_bins < 1:
         raise ValueError(f"window: ({t0}, {t1}) is shorter than one bin of {bin_size} s")
+    n_features = len(units["spikes"]) if activity == "units" and units is not None else \
+        sum(series[n]["data"].shape[1] for n in series)
+    check_grid_size(len(ids), n_bins, n_features, bin_size)
     starts = t0 + bin_size * np.arange(n_bins)
     lengths = np.full(len(ids), n_bins)
     if end is not None:
@@ -272,19 +273,37 @@ def _build(contents, path, align_event, window, bin_size, stop_event, output, ac
         raise ValueError(f"{path}: nothing to put in the dataset (no units, no activity or inputs series)")
     coords = {k: v for k, v in trials.items() if k != "id"}
     attrs = {"source": path.name, "source_format": "NWB", "identifier": contents["identifier"],
-             "activity_units": ("spikes/s" if output == "rates" else "spikes/bin") if activity == "units"
-             else "; ".join(series[n]["unit"] for n in activity), "bin_size": float(bin_size)}
+             "bin_size": float(bin_size)}
     if contents["session_id"]:
         attrs["session_id"] = contents["session_id"]
+    cf = {"activity": spike_units(output, bin_size) if activity == "units" else _series_units(series, activity)}
+    if inputs:
+        cf["inputs"] = _series_units(series, inputs)
     ds = from_arrays(**signals, dt=float(bin_size), lengths=lengths, align_event=align_event,
                      t_start=float(starts[0]), trial=ids, trial_coords=coords, unit=unit_coords,
-                     input_names=names.get("inputs"), attrs=attrs)
+                     input_names=names.get("inputs"), attrs=attrs,
+                     units={k: u for k, (u, _) in cf.items() if u is not None},
+                     long_names={k: name for k, (_, name) in cf.items()})
+    for name in coords:  # NWB times are seconds from the session start
+        if name.endswith("_time"):
+            ds.variables[name].attrs = {"units": "s", "long_name": f"{name} (from the session start)"}
     if behavior_block is not None:
         values, labels = behavior_block
         values = np.where(ds["mask"].values[:, :, None], values, np.nan)
+        units, long_name = _series_units(series, behavior)
         ds = ds.assign_coords(behavior_channel=labels).assign(
-            behavior=(("trial", "time", "behavior_channel"), values))
+            behavior=(("trial", "time", "behavior_channel"), values,
+                      {"long_name": long_name, **({"units": units} if units else {})}))
     return validate(ds)
+
+
+def _series_units(series, names):
+    """CF (units, long_name) of TimeSeries: their common unit (None when they differ) and their names."""
+    found = {series[n]["unit"] for n in names}
+    units = found.pop() if len(found) == 1 else None
+    long_name = ", ".join(names) if units is not None or not names else \
+        "; ".join(f"{n} ({series[n]['unit']})" for n in names)
+    return units, long_name
 
 
 def _check_extent(align, ids, align_event, units, series):
