@@ -263,7 +263,7 @@ def write_report(out: Path, summary: dict, results: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures(results, summary).items():
         with atomic_write(out / f"{name}.png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+            fig.savefig(tmp, dpi=110, format="png")  # constrained layout: no second "tight" draw
     with atomic_write(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     with atomic_write(out / "index.html") as tmp:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _subplots(nrows=1, ncols=1, *, figsize, layout=None, **kwargs):
+def _subplots(nrows=1, ncols=1, *, figsize, layout="constrained", **kwargs):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout=layout)

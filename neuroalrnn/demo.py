@@ -37,6 +37,8 @@ BUDGETS = {
 }
 TASK_FIT = {"batch_size": 64, "lr": 1e-2, "lr_decay": 0.999, "eval_every": 50}
 TF_FIT = {"lr": 3e-3, "forcing": "generalized", "observation": "linear", "n_ahead": 20, "smooth_s": 0.1}
+#: torch work per step of the demo's computations (batch * T * M^2), for the package's thread policy
+WORK = TASK_FIT["batch_size"] * 41 * N_UNITS ** 2
 #: wall time of the whole demo on two free CPU cores (benchmarks/bench_demo.py measures it)
 EXPECTED_S = {"full": 60, "small": 15}
 
@@ -211,6 +213,9 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
     ``out/summary.json``).
     """
     from neuroalrnn._report import summarize_results, write_report
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    from neuroalrnn._threads import threads_for
     from neuroalrnn.cli import summarize
     from neuroalrnn.sample import load_sample
 
@@ -229,7 +234,10 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
     def step(name, func, *args, **kwargs):
         say(f"[{list(steps).index(name) + 1}/{len(steps)}] {steps[name]}")
         t0 = time.perf_counter()
-        result = func(*args, **kwargs)
+        # the analyses between fits are small too: the package's torch thread policy, and as many BLAS
+        # threads (numpy/scipy's, which busy-wait like torch's: 10x slower on a loaded 2-core machine)
+        with threads_for(WORK) as n, threadpool_limits(limits=n, user_api="blas"):
+            result = func(*args, **kwargs)
         timings[name] = round(time.perf_counter() - t0, 2)
         say(f"      done in {timings[name]:.1f} s")
         return result
@@ -246,9 +254,11 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
                 "task_fit": TASK_FIT, "teacher_forcing_fit": TF_FIT}
     timings["total"] = round(time.perf_counter() - start, 2)  # the figures and the page follow (a few seconds)
     summary = summarize_results(recording, task, dynamics, tf, geometry, comparison, settings, timings)
-    say("writing the report")
+    say("writing the report: figures, summary.json, index.html")
+    t0 = time.perf_counter()
     page = write_report(out, summary, {"task": task, "dynamics": dynamics, "teacher_forcing": tf,
                                        "geometry": geometry, "compare": comparison, "recording": recording})
+    say(f"      done in {time.perf_counter() - t0:.1f} s")
     for p, acc in summary["task"]["accuracy"].items():
         say(f"  {p}: held-out accuracy {acc['overall']:.3f} (incongruent {acc['incongruent']:.3f})")
     say(f"  ideal observer {summary['task']['ideal_observer']['overall']:.3f}, "
