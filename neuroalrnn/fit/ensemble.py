@@ -98,7 +98,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
                    weight_decay=0.0, clip_grad_norm=1.0, eval_every: int = 50, patience=None,
                    select_metric: str = "val_loss", select_mode: str = "min", restore_best: bool = True,
                    checkpoint=None, checkpoint_every: int | None = None, seeds=0, fingerprint: str = "",
-                   progress: bool = False) -> list[TrainResult]:
+                   batch_keys: Sequence[str] | None = None, progress: bool = False) -> list[TrainResult]:
     """Train the K models of ``module`` at once; one :class:`TrainResult` per model.
 
     Parameters
@@ -125,6 +125,8 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
         end; if it exists, training resumes from it (its ``fingerprint`` must match).
     fingerprint : str
         Identifies the run in the checkpoint (e.g. a hash of data and settings).
+    batch_keys : sequence of str, optional
+        The keys of ``data`` the training objective reads (default: all); validation batches get all.
     progress : bool
 
     Returns
@@ -171,6 +173,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
             raise TypeError(f"seeds: expected ints, got {type(s).__name__} {s!r}")
     data = {k: v.to(device) for k, v in data.items()}
+    train_data = data if batch_keys is None else {k: data[k] for k in batch_keys}
     batches = _Batches(train_index, batch_size, seeds, device)
     val = None
     if val_index is not None:
@@ -191,7 +194,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
             all_active = bool(run.active.all())
             active = None if all_active else torch.as_tensor(run.active, device=device)
             module.train()
-            loss = objective(module, gather(data, batches(run.step), batches.valid))
+            loss = objective(module, gather(train_data, batches(run.step), batches.valid))
             for p in params:
                 p.grad = None
             loss.sum().backward()

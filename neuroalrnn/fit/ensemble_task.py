@@ -132,7 +132,8 @@ def fit_task_ensemble(ensemble, ds: xr.Dataset, train_trials=None, *, loss: str 
                              evaluate=evaluate, n_steps=n_steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
                              lr_decay=lr_decay, clip_grad_norm=clip_grad_norm, eval_every=eval_every,
                              patience=patience, select_metric=select_metric, select_mode=select_mode,
-                             checkpoint=checkpoint, seeds=seeds, fingerprint=fingerprint, progress=progress)
+                             checkpoint=checkpoint, seeds=seeds, fingerprint=fingerprint,
+                             batch_keys=("inputs", "targets", "weight"), progress=progress)
     labels = ds["trial"].values
     for k, res in enumerate(results):
         res.extra.update(train_trials=labels[train_index[k]],

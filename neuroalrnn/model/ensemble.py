@@ -160,7 +160,8 @@ class ALRNNEnsemble(nn.Module):
         """``B z + b`` of states (K, ..., M) -> (K, ..., O)."""
         K = self.n_models
         flat = states.reshape(K, -1, self.n_units)
-        out = torch.baddbmm(self.b[:, None, :], flat, self.B.transpose(1, 2))
+        # B @ states^T: its backward avoids the slow CPU bmm of a transposed (K, M, B*T) operand
+        out = torch.bmm(self.B, flat.transpose(1, 2)).transpose(1, 2) + self.b[:, None, :]
         return out.reshape(*states.shape[:-1], self.n_outputs)
 
     def _inputs(self, inputs):
