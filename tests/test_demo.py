@@ -41,7 +41,8 @@ def test_demo_says_what_it_does_how_long_and_where(report):
     assert str((out / "index.html").resolve()) in head
     for k in range(1, 7):  # every step announces itself and its duration, the comparison included
         assert f"[{k}/6]" in printed
-    assert printed.count("done in") == 6
+    assert printed.count("done in") == 7  # the six steps and the report's writing
+    assert "writing the report" in printed
     assert "cross-validated comparison of P" in printed
 
 
