@@ -1,8 +1,12 @@
 """Command line: ``neuroalrnn demo | fit | compare | info``.
 
-Errors a user can fix (bad options, files that fail validation) end the
-program with exit status 2 and one line on stderr naming the problem
-(``NEUROALRNN_DEBUG=1`` shows the full traceback instead).
+Errors a user can fix (bad options, files that fail validation, outputs that
+cannot be written, a full or read-only disk) end the program with exit status 2
+and one line on stderr naming the option or file (``NEUROALRNN_DEBUG=1`` shows
+the full traceback instead). Outputs are checked before any fitting. A fit whose
+loss becomes NaN or inf also ends with status 2, after writing what it has: the
+best validated parameters, the history and a ``fit.json`` whose ``status`` says
+where it stopped.
 """
 
 from __future__ import annotations
@@ -10,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for, reported in one line."""
+from neuroalrnn._cli_io import UsageError, check_output, option_for, reason, write_fit
 
 
 def summarize(ds) -> str:
@@ -25,8 +28,9 @@ def summarize(ds) -> str:
     lines = [f"TrialDataset: {ds.sizes['trial']} trials"]
     if "time" in ds.dims:
         lens = trial_lengths(ds).values
+        spread = f"trial lengths {lens.min()}-{lens.max()} bins" if lens.size else "no trials"
         lines.append(f"  time: {ds.sizes['time']} bins of {ds.attrs['dt'] * 1e3:g} ms aligned to "
-                     f"'{ds.attrs['align_event']}' (trial lengths {lens.min()}-{lens.max()} bins)")
+                     f"'{ds.attrs['align_event']}' ({spread})")
     for name, dim in (("activity", "unit"), ("inputs", "input"), ("targets", "output")):
         if name in ds.data_vars:
             labels = ", ".join(map(str, ds[dim].values[:6])) + (" ..." if ds.sizes[dim] > 6 else "")
@@ -50,6 +54,7 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     from neuroalrnn.demo import run_demo
 
+    check_output(args.out, "--out", folder=True)
     run_demo(out=Path(args.out), quiet=args.quiet, seed=args.seed, small=args.small)
     return 0
 
@@ -65,7 +70,11 @@ def read_config(path) -> dict:
     if not path.is_file():
         raise UsageError(f"--config: no such file {path}")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"--config: {path} is not a text (UTF-8) TOML file") from None
+    except OSError as err:
+        raise UsageError(f"--config: cannot read {path}: {reason(err)}") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"--config: {path} is not valid TOML ({err})") from None
 
@@ -96,17 +105,24 @@ def _options(args, config: dict, allowed) -> dict:
     return opts
 
 
-def cmd_fit(args) -> int:
-    import json
-
-    from neuroalrnn.compare import make_estimator
+def _load_trials(path):
     from neuroalrnn.io import load
-    from neuroalrnn.utils import atomic_write
+
+    ds = load(path)
+    if ds.sizes.get("trial", 0) == 0:
+        raise UsageError(f"{path}: has no trials")
+    return ds
+
+
+def cmd_fit(args) -> int:
+    from neuroalrnn.compare import make_estimator
+    from neuroalrnn.fit import NonFiniteLossError
 
     config = read_config(args.config) if args.config else {}
     opts = _options(args, config, ("family",))
     params = {**config.get("params", {}), **parse_assignments(args.set)}
-    ds = load(args.path)
+    out = check_output(args.out, "--out", folder=True)
+    ds = _load_trials(args.path)
     if "family" in opts:
         params["family"] = opts["family"]
     params.setdefault("progress", not args.quiet)
@@ -114,30 +130,49 @@ def cmd_fit(args) -> int:
     if not args.quiet:
         print(summarize(ds))
         print(f"fitting {type(estimator).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})")
-    estimator.fit(ds)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    estimator.model_.save(out / "model.safetensors")
-    if hasattr(estimator, "observed_"):  # teacher forcing: the observation model and z-scoring too
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in estimator.observed_.state_dict().items()
-                 if not k.startswith("model.")}
-        with atomic_write(out / "observation.safetensors") as tmp:
-            save_file(state, str(tmp))
     report = {"data": str(args.path), "estimator": type(estimator).__name__,
               "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool))
-                         or v is None},
-              "training_score": float(estimator.score(ds))}
-    with atomic_write(out / "fit.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
+                         or v is None}}
+    try:
+        estimator.fit(ds)
+    except NonFiniteLossError as err:
+        if err.model is None or err.result is None:
+            raise
+        return _write_diverged(out, err, report)
+    result = estimator.train_result_
+    report.update(status="complete", steps=int(result.n_steps), best_step=result.best_step,
+                  training_score=float(estimator.score(ds)))
+    write_fit(out, estimator.model_, getattr(estimator, "observed_", None), result.history, report)
     print(f"model written to {out / 'model.safetensors'} (training-set score {report['training_score']:.4f})")
     return 0
 
 
+def _write_diverged(out, err, report) -> int:
+    """A fit whose loss became non-finite: write the best parameters it had and say so in one line."""
+    from neuroalrnn.fit.observation import ObservedALRNN
+
+    result, model = err.result, err.model
+    stopped = str(err).split(";")[0]  # "the loss is nan at step 37"
+    held = (f"the best validated parameters (step {result.best_step})" if result.best_step is not None
+            else f"the parameters of the last finite loss (step {result.n_steps})")
+    report.update(status=f"stopped: {stopped}", steps=int(result.n_steps), best_step=result.best_step,
+                  parameters=held, training_score=None)
+    observed = model if isinstance(model, ObservedALRNN) else None
+    write_fit(out, model.model if observed is not None else model, observed, result.history, report)
+    raise UsageError(f"training stopped: {stopped} (try a lower lr or clip_grad_norm); {held}, the history "
+                     f"and fit.json are in {out}")
+
+
+def _int_list(value, option):
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated integers, got {value!r}") from None
+
+
 def cmd_compare(args) -> int:
+    from neuroalrnn._sweep import check_address
     from neuroalrnn.compare import compare, summarize as summarize_results, table
-    from neuroalrnn.io import load
     from neuroalrnn.utils import atomic_write
 
     config = read_config(args.config) if args.config else {}
@@ -148,23 +183,29 @@ def cmd_compare(args) -> int:
     models = {name: {**shared, **spec} for name, spec in config.get("models", {}).items()}
     p_values = opts.get("p")
     if isinstance(p_values, str):
-        try:
-            p_values = [int(v) for v in p_values.split(",")]
-        except ValueError:
-            raise UsageError(f"--p: expected comma-separated integers, got {p_values!r}") from None
+        p_values = _int_list(p_values, "--p")
     for p in p_values or ():
         models[f"P={p}"] = {**shared, "n_relu": p}
     if not models:
         raise UsageError("give the models to compare: --p 0,2,16 or [models.NAME] tables in --config")
     seeds = opts.get("seeds", [0])
     if isinstance(seeds, str):
-        seeds = [int(v) for v in seeds.split(",")]
-    ds = load(args.path)
+        seeds = _int_list(seeds, "--seeds")
+    if isinstance(opts.get("scheduler"), str):
+        check_address(opts["scheduler"])
+    check_output(args.out, "--out", folder=False)
+    if opts.get("results_dir") is not None:
+        check_output(opts["results_dir"], "--results-dir", folder=True)
+    ds = _load_trials(args.path)
     results = compare(ds, models, cv=opts.get("cv", 5), groups=opts.get("groups"), seeds=seeds,
                       scheduler=opts.get("scheduler"), n_jobs=opts.get("n_jobs", 1),
                       results_dir=opts.get("results_dir"), progress=not args.quiet)
-    with atomic_write(Path(args.out)) as tmp:
-        results.to_netcdf(tmp)
+    try:
+        with atomic_write(Path(args.out)) as tmp:
+            results.to_netcdf(tmp)
+    except OSError as err:
+        kept = "; the fits are kept in --results-dir: rerun to write the scores" if opts.get("results_dir") else ""
+        raise UsageError(f"--out: cannot write {args.out}: {reason(err)}{kept}") from None
     print(table(summarize_results(results)).to_string())
     print(f"scores written to {args.out}")
     return 0
@@ -206,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--cv", type=int, help="number of folds (default 5)")
     cmp_.add_argument("--groups", help="trial coord to group folds by, e.g. session")
     cmp_.add_argument("--seeds", help="comma-separated seeds (default 0)")
-    cmp_.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
-    cmp_.add_argument("--n-jobs", dest="n_jobs", type=int, help="local worker processes (default 1)")
+    cmp_.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:PORT (default: run locally). "
+                      "It is trusted: whoever can connect to it can run code on its workers; tls:// addresses "
+                      "use the TLS credentials of the Dask configuration")
+    cmp_.add_argument("--n-jobs", dest="n_jobs", type=int,
+                      help="local worker processes, on a loopback cluster only this process can use (TLS) "
+                      "(default 1)")
     cmp_.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")
     cmp_.add_argument("--set", action="append", metavar="KEY=VALUE", help="a parameter of every model")
     cmp_.add_argument("--out", default="comparison.nc", help="scores as netCDF (default: %(default)s)")
@@ -216,17 +261,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# library errors that start with a parameter's name, and the option that sets it
+_OPTIONS = {"scheduler": "--scheduler", "n_jobs": "--n-jobs", "results_dir": "--results-dir", "seeds": "--seeds",
+            "cv": "--cv", "groups": "--groups"}
+
+
+def _message(err, args) -> str:
+    """One line naming the option or file at fault."""
+    if isinstance(err, OSError) and err.filename and not isinstance(err, ConnectionError):
+        option = option_for(err.filename, args)
+        verb = "cannot write" if option in ("--out", "--results-dir") else "cannot read"
+        message = f"{option + ': ' if option else ''}{verb} {err.filename}: {reason(err)}"
+    else:
+        message = str(err) or type(err).__name__
+        name, sep, rest = message.partition(":")
+        if sep and name in _OPTIONS and not isinstance(err, UsageError):
+            from_config = getattr(args, name, None) is None and getattr(args, "config", None)
+            message = f"{name + ' in --config' if from_config else _OPTIONS[name]}:{rest}"
+    return " ".join(message.split())
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, ConnectionError, ImportError) as err:
-        if os.environ.get("NEUROALRNN_DEBUG"):
-            raise
-        message = " ".join(str(err).split())  # one line
-        print(f"neuroalrnn {args.command}: error: {message}", file=sys.stderr)
-        return 2
+
+    def one_line(message, category, *_args, **_kwargs):  # warnings too: one line each
+        print(f"neuroalrnn {args.command}: warning: {_message(Warning(str(message)), args)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        try:
+            return args.func(args)
+        except (UsageError, ValueError, TypeError, OSError, ImportError) as err:
+            if os.environ.get("NEUROALRNN_DEBUG"):
+                raise
+            print(f"neuroalrnn {args.command}: error: {_message(err, args)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

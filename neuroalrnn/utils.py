@@ -98,7 +98,8 @@ def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 # temporary files of atomic writes: ".<name>.nrtmp-<host>-<pid>-<random>.tmp<suffix>", so the next
 # write can tell a dead writer's leftovers from a live one's
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:nrtmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-)?[A-Za-z0-9_]{8}\.tmp(?P<suffix>.*)$")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:nrtmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-)?"
+                   r"[A-Za-z0-9_]{8}\.tmp(?P<suffix>.*)$")
 _LIVE: set[str] = set()  # temporary files this process is writing now
 _CLEANED: set[str] = set()  # folders already cleaned by this process
 # a temporary file another machine (a shared folder) or an older neuroalrnn left is stale after a day
