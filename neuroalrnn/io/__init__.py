@@ -29,11 +29,12 @@ from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
 from neuroalrnn.io.matlab import KOPPE2014_SPEC, MatSpec, read_mat
 from neuroalrnn.io.neurogym import from_neurogym
 from neuroalrnn.io.nwb import read_nwb
+from neuroalrnn.io.pynapple import from_pynapple, to_pynapple
 from neuroalrnn.io.tables import from_table, read_table
 from neuroalrnn.schema import validate
 
 __all__ = ["load", "sniff", "read_nwb", "read_mat", "MatSpec", "KOPPE2014_SPEC", "read_table",
-           "from_table", "read_netcdf", "from_neurogym"]
+           "from_table", "read_netcdf", "from_neurogym", "from_pynapple", "to_pynapple"]
 
 
 def read_netcdf(path: str | os.PathLike) -> xr.Dataset:

@@ -363,8 +363,9 @@ def _resample(name, times, data, edges, lengths, ids):
         raise ValueError(f"{name}: needs at least 2 samples to resample, has {times.size}")
     half = 0.5 * np.median(np.diff(times)) if times.size > 1 else 0.0
     valid_end = edges[np.arange(n_trials), lengths]
-    early = edges[:, 0] < times[0] - half
-    late = valid_end > times[-1] + half
+    tol = 1e-9 * max(1.0, float(np.abs(times).max()))  # bin edges and sample times carry rounding
+    early = edges[:, 0] < times[0] - half - tol
+    late = valid_end > times[-1] + half + tol
     if (early | late).any():
         i = int(np.argmax(early | late))
         raise ValueError(f"{name}: samples cover {times[0]} s to {times[-1]} s, but trial {ids[i]}'s window "
