@@ -218,3 +218,22 @@ def test_cli_disk_full_while_writing_scores_says_no_space(big_disk, task_file, c
     # netCDF4 itself reports a full disk as "permission denied"
     assert line == f"neuroalrnn compare: error: --out: cannot write {big_disk / 's.nc'}: no space left on the device"
     assert sorted(p.name for p in big_disk.iterdir()) == ["filler"]
+
+
+def test_cli_results_dir_filling_up_is_named(big_disk, task_file, tmp_path, capsys, monkeypatch):
+    import neuroalrnn._sweep as sweep
+
+    real = sweep._write
+
+    def fill_then_write(store, task, result):
+        fill(big_disk)
+        real(store, task, result)
+
+    monkeypatch.setattr(sweep, "_write", fill_then_write)
+    store = big_disk / "store"
+    line = _error(["compare", task_file, "--p", "0", "--cv", "2", "--results-dir", store, "--out", tmp_path / "s.nc",
+                   *TINY], capsys)
+    assert line.startswith(f"neuroalrnn compare: error: --results-dir: cannot write {store}")
+    assert line.endswith(": no space left on the device")
+    assert not (tmp_path / "s.nc").exists()
+    assert not list(store.glob("*.json")) and not list(store.glob(".*"))  # no record, no temporary file

@@ -236,3 +236,51 @@ def test_bad_hyper_parameters_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         train(model, mse, data, n_steps=2, progress=False, **kwargs)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # rejected before any step
+
+
+_KILLED_RUN = """
+import os, signal, sys, torch
+sys.path.insert(0, {tests!r})
+import test_fit_trainer as t
+from neuroalrnn.fit import train
+real, writes = torch.save, []
+
+def dying_save(obj, f, *args, **kwargs):  # dies half-way through the second checkpoint write
+    writes.append(f)
+    if len(writes) == 2:
+        with open(f, "wb") as out:
+            out.write(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(obj, f, *args, **kwargs)
+
+torch.save = dying_save
+train(t.Net(0), t.mse, t._data(), val=t._data(48, seed=1), checkpoint={ckpt!r}, **t.KW)
+"""
+
+
+def test_a_run_killed_while_writing_a_checkpoint_resumes_and_cleans_up(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "run.pt"
+    code = _KILLED_RUN.format(tests=os.path.dirname(__file__), ckpt=str(ckpt))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == -9, done.stderr
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left[1] == "run.pt" and left[0].startswith(".run.pt.") and len(left) == 2  # a temporary file left
+    data, val = _data(), _data(48, seed=1)
+    seen = []
+
+    def objective(model, batch):  # the leftover is gone when training starts
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        return mse(model, batch)
+
+    resumed = Net(0)
+    res = train(resumed, objective, data, val=val, checkpoint=ckpt, **KW)
+    assert seen[0] == ["run.pt"] and res.history.index[0] == 10  # resumed from the first checkpoint
+    ref = Net(0)
+    train(ref, mse, data, val=val, **KW)
+    for p, q in zip(ref.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
