@@ -171,3 +171,68 @@ def test_bad_settings_are_named(ds):
         fit_task_ensemble(ens, ds, val_fraction=[0.2, 0.0], n_steps=2)
     with pytest.raises(ValueError, match=r"train_trials\[1\]"):
         fit_task_ensemble(ens, ds, [np.arange(5), np.arange(500, 510)], n_steps=2)
+
+
+def _recording():
+    rng = np.random.default_rng(0)
+    t = np.arange(80) * 0.3
+    x = np.stack([np.stack([np.sin(t + p), np.cos(1.3 * t + p), np.sin(0.7 * t) * np.cos(t + p)], 1)
+                  for p in np.linspace(0, 3, 14)])
+    x = x + 0.05 * rng.standard_normal(x.shape)
+    x[3, 60:] = np.nan  # a trial that ends early
+    return x
+
+
+TF_CASES = {"sparse, noise, windows": dict(forcing="sparse", tau=8, noise_std=0.1, sequence_length=30),
+            "generalized adaptive, linear": dict(forcing="generalized", observation="linear"),
+            "generalized fixed, noise": dict(forcing="generalized", alpha=0.3, noise_std=0.05)}
+
+
+@pytest.mark.parametrize("case", TF_CASES)
+def test_teacher_forcing_ensemble_equals_separate_fits(case):
+    from neuroalrnn.fit.ensemble_tf import fit_teacher_forcing_ensemble
+    from neuroalrnn.fit.teacher_forcing import fit_teacher_forcing
+
+    x = _recording()
+    folds, P, seeds, lrs = [np.arange(0, 10), np.arange(4, 14), np.arange(14)], [0, 2, 3], [1, 2, 3], [1e-3, 3e-3, 2e-3]
+    kw = dict(n_steps=20, eval_every=10, batch_size=4, metrics=("n_step",), n_ahead=5, **TF_CASES[case])
+    fits = fit_teacher_forcing_ensemble(ALRNNEnsemble(6, P, seeds=seeds, dtype=F64), x, folds, seeds=seeds, lr=lrs,
+                                        **kw)
+    for k in range(3):
+        single = fit_teacher_forcing(ALRNN(6, P[k], seed=seeds[k], dtype=F64), x[folds[k]], seed=seeds[k],
+                                     lr=lrs[k], **kw)
+        for a, b in zip(list(single.parameters()), list(fits[k].parameters())):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+        torch.testing.assert_close(fits[k].mean, single.mean)
+        a, b = single.train_result_, fits[k].train_result_
+        assert (a.best_step, a.n_steps) == (b.best_step, b.n_steps)
+        np.testing.assert_allclose(b.history.to_numpy(), a.history.to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose(fits[k].free_run(x[0, 0], 5), single.free_run(x[0, 0], 5), rtol=1e-10)
+
+
+def test_teacher_forcing_ensemble_resumes_with_its_random_streams(tmp_path, monkeypatch):
+    from neuroalrnn.fit import ensemble_tf
+
+    x = _recording()
+    kw = dict(n_steps=20, eval_every=5, batch_size=4, metrics=("n_step",), n_ahead=5, seeds=[0, 1],
+              **TF_CASES["sparse, noise, windows"])
+    expected = ensemble_tf.fit_teacher_forcing_ensemble(ALRNNEnsemble(6, [1, 2], seeds=[0, 1]), x, **kw)
+    real, calls = ensemble_tf.EnsembleTeacherForcingObjective.__call__, []
+
+    def dies_at_13(self, module, batch):
+        calls.append(module.training)
+        if sum(calls) == 13:
+            raise Interrupt
+        return real(self, module, batch)
+
+    monkeypatch.setattr(ensemble_tf.EnsembleTeacherForcingObjective, "__call__", dies_at_13)
+    with pytest.raises(Interrupt):
+        ensemble_tf.fit_teacher_forcing_ensemble(ALRNNEnsemble(6, [1, 2], seeds=[0, 1]), x,
+                                                 checkpoint=tmp_path / "c.ckpt", **kw)
+    calls.clear()
+    resumed = ensemble_tf.fit_teacher_forcing_ensemble(ALRNNEnsemble(6, [1, 2], seeds=[0, 1]), x,
+                                                       checkpoint=tmp_path / "c.ckpt", **kw)
+    assert sum(calls) == 20 - 10
+    for a, b in zip(expected, resumed):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        np.testing.assert_array_equal(a.train_result_.history.to_numpy(), b.train_result_.history.to_numpy())

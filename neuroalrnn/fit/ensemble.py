@@ -93,7 +93,8 @@ def gather(data: Mapping[str, torch.Tensor], idx: torch.Tensor, valid: torch.Ten
 
 
 def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[str, torch.Tensor],
-                   train_index: Sequence, *, val_index: Sequence | None = None, evaluate: Callable | None = None,
+                   train_index: Sequence, *, val_index: Sequence | None = None, val_data: Mapping | None = None,
+                   evaluate: Callable | None = None,
                    n_steps: int = 1000, batch_size: int = 32, optimizer: str = "adam", lr=1e-3, lr_decay=1.0,
                    weight_decay=0.0, clip_grad_norm=1.0, eval_every: int = 50, patience=None,
                    select_metric: str = "val_loss", select_mode: str = "min", restore_best: bool = True,
@@ -112,7 +113,10 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     data : dict of torch.Tensor
         Trial-major tensors of every trial any model uses (on the module's device).
     train_index, val_index : sequence of K index arrays
-        Model k's training (and validation) trials: rows of ``data``. ``val_index`` None: no validation.
+        Model k's training (and validation) trials: rows of ``data`` (of ``val_data`` for
+        ``val_index`` when it is given). ``val_index`` None: no validation.
+    val_data : dict of torch.Tensor, optional
+        A separate table of validation trials.
     evaluate : callable, optional
         ``evaluate(module, val_batch) -> dict`` of (K,) metrics, called under ``torch.no_grad``;
         ``val_loss`` (the objective on all validation trials) is always recorded with validation.
@@ -178,12 +182,12 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     val = None
     if val_index is not None:
         idx, valid = padded_index(val_index, device)
-        val = gather(data, idx, valid)
+        val = gather(data if val_data is None else {k: v.to(device) for k, v in val_data.items()}, idx, valid)
     opt = StackedOptimizer(params, optimizer, lr, decay, wd)
     sign = 1.0 if select_mode == "min" else -1.0
     run = _Run(K, params, device)
     if checkpoint is not None and Path(checkpoint).exists():
-        run.load(checkpoint, opt, objective, fingerprint, seeds)
+        run.load(checkpoint, module, opt, objective, fingerprint, seeds)
     last_good = [p.detach().clone() for p in params]
     t0 = time.perf_counter()
     steps = max((v.shape[1] for v in data.values() if v.ndim > 1), default=1)
@@ -226,7 +230,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
                 run.evaluate(module, objective, val, evaluate, opt, select_metric, sign, patience)
             if run.step % checkpoint_every == 0 or run.step == n_steps or not run.active.any():
                 if checkpoint is not None:
-                    run.save(checkpoint, opt, objective, fingerprint, seeds)
+                    run.save(checkpoint, module, opt, objective, fingerprint, seeds)
     if restore_best:
         run.restore_best(params)
     elapsed = time.perf_counter() - t0
@@ -321,10 +325,9 @@ class _Run:
         return out
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path, opt, objective, fingerprint, seeds):
-        params = self.params
+    def save(self, path, module, opt, objective, fingerprint, seeds):
         blob = {"format": CHECKPOINT_FORMAT, "fingerprint": str(fingerprint), "seeds": [int(s) for s in seeds],
-                "step": self.step, "params": [p.detach() for p in params], "best": self.best,
+                "step": self.step, "module": module.state_dict(), "best": self.best,
                 "optimizer": opt.state_dict(), "loss_sum": self.loss_sum, "loss_count": self.loss_count,
                 "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
                 "state": json.dumps({"active": self.active.tolist(), "stopped": self.stopped.tolist(),
@@ -335,7 +338,7 @@ class _Run:
         with atomic_write(path) as tmp:
             torch.save(blob, tmp)
 
-    def load(self, path, opt, objective, fingerprint, seeds):
+    def load(self, path, module, opt, objective, fingerprint, seeds):
         try:
             blob = torch.load(path, weights_only=True, map_location=self.loss_sum.device)
         except Exception as err:  # noqa: BLE001 - a tampered or foreign file
@@ -345,12 +348,12 @@ class _Run:
         if blob["fingerprint"] != str(fingerprint) or blob["seeds"] != [int(s) for s in seeds]:
             raise ValueError(f"checkpoint: {str(path)!r} was written for other data, settings or seeds; "
                              "delete it to start afresh")
-        params = self.params
-        if len(blob["params"]) != len(params) or any(a.shape != b.shape for a, b in zip(blob["params"], params)):
-            raise ValueError(f"checkpoint: {str(path)!r} does not match this ensemble's parameters")
+        try:
+            module.load_state_dict(blob["module"])
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint: {str(path)!r} does not match this ensemble ({err})") from err
         with torch.no_grad():
-            for p, saved, b, saved_best in zip(params, blob["params"], self.best, blob["best"]):
-                p.copy_(saved)
+            for b, saved_best in zip(self.best, blob["best"]):
                 b.copy_(saved_best)
         opt.load_state_dict(blob["optimizer"])
         if hasattr(objective, "load_state_dict"):
