@@ -1,10 +1,11 @@
 """``compare``'s ensembles: compatible fits grouped into one :class:`ALRNNEnsemble` per sweep task.
 
-Fits of task-trained AL-RNNs (``ALRNNTaskEstimator``) whose specs agree on everything the
-computation shares (``SHARED``: units, loss, steps, batch size, optimizer, evaluation, device, and
-whether there is a validation split) train together; they may differ in ``n_relu``, ``init``,
-``lr``, ``lr_decay``, ``clip_grad_norm``, ``patience``, ``val_fraction``, seed and fold. Other
-estimators (GRU, custom ones) are fitted one by one. Each ensemble is one task of
+Fits of task-trained AL-RNNs (``ALRNNTaskEstimator``) or teacher-forced ones
+(``ALRNNTeacherForcingEstimator``) whose specs agree on everything the computation shares
+(``SHARED``: units, steps, batch size, optimizer, loss or forcing, evaluation, device, ...) train
+together; they may differ in ``n_relu``, ``init``, ``lr``, ``lr_decay``, ``clip_grad_norm``,
+``patience``, seed and fold (and ``val_fraction`` for task fits). Other estimators (GRU, custom
+ones) are fitted one by one. Each ensemble is one task of
 :func:`neuroalrnn._sweep.run_tasks` (so Dask distributes ensembles); its result holds one record per
 member, which ``compare`` stores as that member's own result, so a rerun skips finished members
 whatever ensembles the rest falls into. With a ``results_dir`` an ensemble also writes an atomic
@@ -23,9 +24,14 @@ import numpy as np
 from sklearn.base import clone
 
 from neuroalrnn._threads import threads_for
-from neuroalrnn.estimators import ALRNNTaskEstimator, Trials
+from neuroalrnn.estimators import ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, Trials
 
-SHARED = ("n_units", "loss", "n_steps", "batch_size", "optimizer", "eval_every", "select_metric", "device")
+# what the members of one ensemble share, per estimator class (the rest may differ per member)
+SHARED = {ALRNNTaskEstimator: ("n_units", "loss", "n_steps", "batch_size", "optimizer", "eval_every",
+                               "select_metric", "device"),
+          ALRNNTeacherForcingEstimator: ("n_units", "forcing", "tau", "alpha", "observation", "noise_std",
+                                         "sequence_length", "n_steps", "batch_size", "optimizer", "val",
+                                         "eval_every", "n_ahead", "device")}
 
 
 def group_key(est, device=None) -> str | None:
@@ -37,13 +43,15 @@ def group_key(est, device=None) -> str | None:
     >>> a == group_key(ALRNNTaskEstimator(n_relu=16, lr=0.02)), a == group_key(ALRNNTaskEstimator(n_units=8))
     (True, False)
     """
-    if type(est) is not ALRNNTaskEstimator:  # subclasses may fit differently
+    if type(est) not in SHARED:  # subclasses may fit differently
         return None
     params = est.get_params()
     if device is not None:
         params["device"] = device
-    shared = {name: params[name] for name in SHARED}
-    shared["has_val"] = bool(params["val_fraction"])
+    shared = {name: params[name] for name in SHARED[type(est)]}
+    shared["class"] = type(est).__name__
+    if "val_fraction" in params:
+        shared["has_val"] = bool(params["val_fraction"])
     return json.dumps(shared, sort_keys=True, default=repr)
 
 
@@ -82,7 +90,6 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
     returns (score, fit_time: the ensemble's time divided among its members, n_train, n_test), or
     ``{"error": ...}`` for a member whose loss became NaN/inf.
     """
-    from neuroalrnn.fit.ensemble_task import fit_task_ensemble
     from neuroalrnn.model import ALRNNEnsemble, _resolve_device
 
     members, data, folds = task["members"], shared["data"], shared["folds"]
@@ -93,32 +100,72 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
             est.set_params(device=shared["device"])
         ests.append(est)
     params = [est.get_params() for est in ests]
-    first = params[0]
-    per = lambda name: [p[name] for p in params]  # noqa: E731
-    n_inputs, n_outputs = data.sizes["input"], data.sizes["output"]
-    ens = ALRNNEnsemble(first["n_units"], per("n_relu"), n_inputs, n_outputs, init=per("init"),
-                        seeds=[m["seed"] for m in members], device=_resolve_device(first["device"]))
+    first, seeds = params[0], [m["seed"] for m in members]
+    teacher_forcing = type(ests[0]) is ALRNNTeacherForcingEstimator
+    n_inputs = data.sizes["input"] if "inputs" in data.data_vars else 0
+    n_outputs = 0 if teacher_forcing else data.sizes["output"]
+    ens = ALRNNEnsemble(first["n_units"], [p["n_relu"] for p in params], n_inputs, n_outputs,
+                        init=[p["init"] for p in params], seeds=seeds, device=_resolve_device(first["device"]))
+    per = {name: [p[name] for p in params] for name in ("lr", "lr_decay", "clip_grad_norm", "patience")}
+    common = dict(n_steps=first["n_steps"], batch_size=first["batch_size"], optimizer=first["optimizer"],
+                  eval_every=first["eval_every"], seeds=seeds, fingerprint=task["key"],
+                  checkpoint=checkpoint_path(shared.get("results_dir"), task), **per)
+    train_trials = [folds[m["fold"]][0] for m in members]
     start = time.perf_counter()
-    results = fit_task_ensemble(
-        ens, data, [folds[m["fold"]][0] for m in members], loss=first["loss"], val_fraction=per("val_fraction"),
-        n_steps=first["n_steps"], batch_size=first["batch_size"], lr=per("lr"), lr_decay=per("lr_decay"),
-        optimizer=first["optimizer"], clip_grad_norm=per("clip_grad_norm"), eval_every=first["eval_every"],
-        patience=per("patience"), select_metric=first["select_metric"], seeds=[m["seed"] for m in members],
-        checkpoint=checkpoint_path(shared.get("results_dir"), task), fingerprint=task["key"])
+    fitted = _fit_tf(ens, data, train_trials, first, common) if teacher_forcing else \
+        _fit_task(ens, data, train_trials, params, common)
     fit_time = (time.perf_counter() - start) / len(members)
     trials = Trials(data)
     work = first["batch_size"] * data.sizes["time"] * first["n_units"] ** 2
     out = {}
     with threads_for(work):
-        for k, (member, est, res) in enumerate(zip(members, ests, results)):
-            if "error" in res.extra:
-                out[member["key"]] = {"error": f"NonFiniteLossError: {res.extra['error']}"}
+        for member, est, (result, set_fitted) in zip(members, ests, fitted):
+            if "error" in result.extra:
+                out[member["key"]] = {"error": f"NonFiniteLossError: {result.extra['error']}"}
                 continue
-            est.model_ = ens.member(k).cpu().eval()  # the attributes ALRNNTaskEstimator.fit sets
-            est.train_result_, est.history_ = res, res.history
-            est.n_features_in_ = est.n_inputs_ = n_inputs
-            est.n_outputs_ = n_outputs
+            set_fitted(est)  # the attributes the estimator's fit sets
+            est.train_result_, est.history_ = result, result.history
             train, test = folds[member["fold"]]
             out[member["key"]] = {"score": float(est.score(trials[test])), "fit_time": fit_time,
                                   "n_train": int(len(train)), "n_test": int(len(test))}
     return {"members": out}
+
+
+def _fit_task(ens, data, train_trials, params, common):
+    """Task training as ALRNNTaskEstimator.fit does it, for all members; (result, setter) per member."""
+    from neuroalrnn.fit.ensemble_task import fit_task_ensemble
+
+    first = params[0]
+    results = fit_task_ensemble(ens, data, train_trials, loss=first["loss"], select_metric=first["select_metric"],
+                                val_fraction=[p["val_fraction"] for p in params], **common)
+    n_inputs, n_outputs = ens.n_inputs, ens.n_outputs
+
+    def setter(k):
+        def set_fitted(est):
+            est.model_ = ens.member(k).cpu().eval()
+            est.n_features_in_ = est.n_inputs_ = n_inputs
+            est.n_outputs_ = n_outputs
+        return set_fitted
+
+    return [(res, setter(k)) for k, res in enumerate(results)]
+
+
+def _fit_tf(ens, data, train_trials, first, common):
+    """Teacher forcing as ALRNNTeacherForcingEstimator.fit does it, for all members."""
+    from neuroalrnn.fit.ensemble_tf import fit_teacher_forcing_ensemble
+
+    fits = fit_teacher_forcing_ensemble(
+        ens, data, train_trials, val=first["val"], forcing=first["forcing"], tau=first["tau"], alpha=first["alpha"],
+        observation=first["observation"], noise_std=first["noise_std"], sequence_length=first["sequence_length"],
+        select_metric="n_step" if first["val"] else "val_loss", metrics=("n_step",), n_ahead=first["n_ahead"],
+        **common)
+    n_units = data.sizes["unit"]
+
+    def setter(observed):
+        def set_fitted(est):
+            est.observed_ = observed.cpu().eval()
+            est.model_ = est.observed_.model
+            est.n_features_in_ = est.n_units_observed_ = n_units
+        return set_fitted
+
+    return [(observed.train_result_, setter(observed)) for observed in fits]

@@ -11,7 +11,9 @@ model and paired tests between models on the same (fold, seed) pairs.
 
 The score is the estimator's ``score`` on the held-out trials: choice accuracy at the
 response epoch for choice tasks, else negative masked MSE (task estimators); negative
-n-step prediction error (teacher forcing). Higher is better for all.
+n-step prediction error (teacher forcing). Higher is better for all. ``scoring=`` adds named
+scorers (:mod:`neuroalrnn.scoring`: per-condition accuracy, per-task MSE, D_stsp, scikit-learn
+scorers, ...), one results variable each.
 """
 
 from __future__ import annotations
@@ -125,6 +127,20 @@ def _fingerprint(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
+def extra_scores(shared: dict, est, test) -> dict:
+    """The ``scoring=`` scorers of ``compare`` on held-out trials: {name: float}.
+
+    A scorer that returns a mapping gives one entry per key, named ``"<scorer>.<key>"``.
+    """
+    out = {}
+    for name, scorer in shared.get("scorers", {}).items():
+        value = scorer(est, test)
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for key, v in items:
+            out[name if key is None else f"{name}.{key}"] = float(v)
+    return out
+
+
 def _fit_score(task: dict, shared: dict) -> dict:
     """One sweep task: fit a clone on the training fold, score it on the test fold."""
     est = clone(shared["estimators"][task["model"]]).set_params(seed=task["seed"])
@@ -139,7 +155,9 @@ def _fit_score(task: dict, shared: dict) -> dict:
         est.fit(trials[train])
         fit_time = time.perf_counter() - start
         score = float(est.score(trials[test]))
-    return {"score": score, "fit_time": fit_time, "n_train": int(len(train)), "n_test": int(len(test))}
+        scores = extra_scores(shared, est, trials[test])
+    return {"score": score, "fit_time": fit_time, "n_train": int(len(train)), "n_test": int(len(test)),
+            **({"scores": scores} if scores else {})}
 
 
 def _run_task(task: dict, shared: dict) -> dict:
@@ -151,7 +169,7 @@ def _run_task(task: dict, shared: dict) -> dict:
 
 def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0,), scheduler=None,
             n_jobs: int = 1, results_dir=None, device: str | None = None, ensemble: bool | int = True,
-            progress: bool = False) -> xr.Dataset:
+            scoring=None, progress: bool = False) -> xr.Dataset:
     """Cross-validated held-out scores of several models, with dims (model, fold, seed).
 
     Parameters
@@ -179,6 +197,10 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
     ensemble : bool or int
         True (default): train compatible AL-RNN task fits together as ensembles; an int also caps
         the models per ensemble; False: every fit alone (the same results to float tolerance).
+    scoring : str, callable, list or dict, optional
+        More held-out scores (:func:`neuroalrnn.scoring.check_scoring`): built-in names such as
+        ``"accuracy[incongruent]"`` or ``"mse[task=addition]"``, scikit-learn scorers, or
+        callables ``f(estimator, X, y) -> float`` (or a dict of floats: one variable per key).
     progress : bool
 
     Returns
@@ -186,7 +208,8 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
     xarray.Dataset
         ``score`` and ``fit_time`` (model, fold, seed; seconds, an ensemble's time divided among its
         models); coords ``n_relu`` and ``family`` on ``model`` (``n_relu`` NaN for models without
-        one), ``n_test`` on ``fold``.
+        one), ``n_test`` and ``n_train`` on ``fold``; one variable (model, fold, seed) per scorer of
+        ``scoring``, with ``greater_is_better`` in its attrs.
 
     Examples
     --------
@@ -196,7 +219,12 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
     >>> res["score"].dims
     ('model', 'fold', 'seed')
     """
+    from neuroalrnn.scoring import check_scoring
+
     data = validate(ds.ds if isinstance(ds, Trials) else ds)
+    scorers = check_scoring(scoring)
+    if {"score", "fit_time"} & set(scorers):
+        raise ValueError("scoring: the names 'score' and 'fit_time' are taken by compare's own results")
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models: expected a non-empty dict of name -> estimator, family name or parameters")
     for name in models:
@@ -235,26 +263,34 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
             for seed in seeds:
                 tasks.append({"key": f"{name}-fold{f}-seed{int(seed)}", "model": name, "fold": f,
                               "seed": int(seed), "estimator": spec, "data": data_key,
-                              "test": _fingerprint(test)})
+                              "test": _fingerprint(test), **({"scoring": list(scorers)} if scorers else {})})
     shared = {"data": data, "estimators": estimators, "folds": folds, "device": device,
-              "results_dir": None if results_dir is None else str(results_dir)}
+              "results_dir": None if results_dir is None else str(results_dir), "scorers": scorers}
     results = _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, device, progress)
     shape = (len(estimators), len(folds), len(seeds))
     score, fit_time = np.full(shape, np.nan), np.full(shape, np.nan)
     index = {name: i for i, name in enumerate(estimators)}
+    extra = {}
     for task, res in zip(tasks, results):
         at = (index[task["model"]], task["fold"], seeds.index(task["seed"]))
         score[at], fit_time[at] = res["score"], res["fit_time"]
+        for name, value in res.get("scores", {}).items():
+            extra.setdefault(name, np.full(shape, np.nan))[at] = value
     names = list(estimators)
     n_relu = [float(est.get_params().get("n_relu", np.nan)) if not isinstance(est, GRUTaskEstimator) else np.nan
               for est in estimators.values()]
     family = [next((k for k, c in FAMILIES.items() if type(est) is c), type(est).__name__)
               for est in estimators.values()]
+    dims = ("model", "fold", "seed")
+    better = {name: scorer.greater_is_better for name, scorer in scorers.items()}
+    scored = {name: xr.Variable(dims, values, {"greater_is_better": int(better[name.split(".")[0]])})
+              for name, values in extra.items()}
     return xr.Dataset(
-        {"score": (("model", "fold", "seed"), score), "fit_time": (("model", "fold", "seed"), fit_time)},
+        {"score": (dims, score), "fit_time": (dims, fit_time), **scored},
         coords={"model": names, "fold": np.arange(len(folds)), "seed": np.asarray(seeds, dtype=int),
                 "n_relu": ("model", np.asarray(n_relu, dtype=float)), "family": ("model", family),
-                "n_test": ("fold", [len(test) for _, test in folds])},
+                "n_test": ("fold", [len(test) for _, test in folds]),
+                "n_train": ("fold", [len(train) for train, _ in folds])},
         attrs={"score": "held-out estimator score (higher is better)", "cv": repr(cv),
                "groups": group_name or ("given" if groups is not None else "none"), "data": data_key})
 
@@ -308,18 +344,33 @@ def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, de
     return [done[task["key"]] for task in tasks]
 
 
-def summarize(results: xr.Dataset) -> xr.Dataset:
+def summarize(results: xr.Dataset, variable: str = "score") -> xr.Dataset:
     """Mean, SEM and paired tests of held-out scores across (fold, seed) pairs.
 
     Each (fold, seed) pair is one sample; models are compared on the pairs where both
     have a finite score, by a paired t-test (``scipy.stats.ttest_rel``) and a Wilcoxon
-    signed-rank test (NaN where it is undefined, e.g. all differences zero).
+    signed-rank test (NaN where it is undefined, e.g. all differences zero). As the folds
+    share training trials, the corrected resampled t-test (Nadeau-Bengio, variance inflated
+    by 1/J + n_test/n_train; :func:`neuroalrnn.stats.paired_comparisons`) is the one to read;
+    it comes with the mean difference's confidence interval, Cohen's d_z and Holm-adjusted
+    p-values over the model pairs.
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        ``compare``'s output.
+    variable : str
+        The score to summarize: ``"score"`` or a ``scoring=`` variable (e.g.
+        ``"accuracy[incongruent]"``).
 
     Returns
     -------
     xarray.Dataset
         ``mean``, ``sem``, ``n`` (model); ``diff`` (mean of model - other), ``t_statistic``,
-        ``t_pvalue``, ``wilcoxon_pvalue`` (model, other); coords of ``model`` kept.
+        ``t_pvalue``, ``wilcoxon_pvalue`` (model, other; uncorrected), and from
+        :func:`neuroalrnn.stats.paired_comparisons`: ``diff_ci_low``, ``diff_ci_high``,
+        ``cohens_d``, ``t_corrected``, ``df``, ``p_corrected``, ``p_corrected_holm``,
+        ``p_wilcoxon_holm``, ``n_pairs``; coords of ``model`` kept.
 
     Examples
     --------
@@ -332,11 +383,15 @@ def summarize(results: xr.Dataset) -> xr.Dataset:
     """
     from scipy import stats
 
+    from neuroalrnn.stats import paired_comparisons
+
     if not isinstance(results, xr.Dataset) or "score" not in results:
         raise TypeError("results: expected the xarray.Dataset returned by compare (with a 'score' variable)")
-    score = results["score"]
+    if variable not in results.data_vars:
+        raise ValueError(f"variable: {variable!r} is not in the results; have {sorted(results.data_vars)}")
+    score = results[variable]
     if set(score.dims) != {"model", "fold", "seed"}:
-        raise ValueError(f"results['score']: expected dims (model, fold, seed), got {score.dims}")
+        raise ValueError(f"results[{variable!r}]: expected dims (model, fold, seed), got {score.dims}")
     x = score.transpose("model", "fold", "seed").values.reshape(score.sizes["model"], -1)
     n = np.isfinite(x).sum(1)
     mean = np.array([np.nanmean(row) if k else np.nan for row, k in zip(x, n)])
@@ -363,11 +418,26 @@ def summarize(results: xr.Dataset) -> xr.Dataset:
     model_coords = {k: v for k, v in score.coords.items() if v.dims == ("model",)}
     other_coords = {"other": score["model"].values}
     pair = ("model", "other")
+    ratio = _test_train_ratio(results)
+    corrected = paired_comparisons(score, test_train_ratio=ratio).drop_vars(["diff", "p_wilcoxon"])
     return xr.Dataset({"mean": ("model", mean), "sem": ("model", sem), "n": ("model", n),
                        "diff": (pair, diff), "t_statistic": (pair, tstat), "t_pvalue": (pair, tp),
                        "wilcoxon_pvalue": (pair, wp)},
                       coords={**model_coords, **other_coords},
-                      attrs={"unit": "one sample per (fold, seed) pair; paired across models"})
+                      attrs={"unit": "one sample per (fold, seed) pair; paired across models", "variable": variable,
+                             **score.attrs, **corrected.attrs}).merge(corrected, combine_attrs="drop_conflicts")
+
+
+def _test_train_ratio(results: xr.Dataset) -> float:
+    """Mean n_test / mean n_train of the folds (n_train from the folds' n_test when results predate it).
+
+    NaN when the results carry no fold sizes: the corrected tests are then NaN.
+    """
+    if "n_test" not in results.coords:
+        return float("nan")
+    n_test = results["n_test"].values.astype(float)
+    n_train = results["n_train"].values.astype(float) if "n_train" in results.coords else n_test.sum() - n_test
+    return float(n_test.mean() / n_train.mean())
 
 
 def table(summary: xr.Dataset) -> "pandas.DataFrame":  # noqa: F821

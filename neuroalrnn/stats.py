@@ -25,7 +25,7 @@ def corrected_ttest(differences, test_train_ratio: float, *, confidence: float =
         Score differences (model - other) on the same J (fold, seed) pairs; NaN are dropped.
     test_train_ratio : float
         n_test / n_train of the folds (1 for 2-fold CV, 0.25 for 5-fold); 0 gives the plain
-        paired t-test.
+        paired t-test, NaN (fold sizes unknown) no test.
     confidence : float
         Level of the confidence interval of the mean difference.
 
@@ -45,14 +45,14 @@ def corrected_ttest(differences, test_train_ratio: float, *, confidence: float =
 
     d = np.asarray(differences, dtype=float).ravel()
     d = d[np.isfinite(d)]
-    if not np.isfinite(test_train_ratio) or test_train_ratio < 0:
+    if test_train_ratio < 0 or np.isinf(test_train_ratio):  # NaN: fold sizes unknown, no test
         raise ValueError(f"test_train_ratio: expected a non-negative number, got {test_train_ratio!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
     n = len(d)
     out = {"mean": float(d.mean()) if n else np.nan, "t": np.nan, "df": float(n - 1) if n > 1 else np.nan,
            "pvalue": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": n}
-    if n < 2 or np.allclose(d, d[0], rtol=0, atol=1e-15):
+    if n < 2 or np.isnan(test_train_ratio) or np.allclose(d, d[0], rtol=0, atol=1e-15):
         return out
     se = np.sqrt((1.0 / n + test_train_ratio) * d.var(ddof=1))
     t = d.mean() / se

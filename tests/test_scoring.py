@@ -126,3 +126,32 @@ def test_check_scoring_and_errors():
         get_scorer("accuracy[context=motion]")(Fixed(lambda d: d["targets"].fillna(0).values), ds)
     with pytest.raises(ValueError, match="boolean coord"):
         get_scorer("mse[n_pulses]")(Fixed(lambda d: d["targets"].fillna(0).values), ds)
+
+
+def test_compare_scoring_gives_one_variable_per_scorer_and_summarize_tests_them():
+    from neuroalrnn.compare import compare, summarize
+
+    ds = stimulus_selection(24, seed=1, timing={"stimulus": 0.2})
+    tiny = dict(n_units=5, n_steps=2, eval_every=2, batch_size=16)
+
+    def both(est, X, y=None):  # a scorer giving several numbers
+        return {"n_trials": float(len(X)), "half": 0.5}
+
+    models = {"P=0": dict(tiny, n_relu=0), "P=2": dict(tiny, n_relu=2), "gru": dict(tiny, family="gru")}
+    res = compare(ds, models, cv=2, seeds=[0, 1],
+                  scoring={"acc": "accuracy", "inc": "accuracy[incongruent]", "err": "mse", "both": both})
+    for name in ("acc", "inc", "err", "both.n_trials", "both.half"):
+        assert res[name].dims == ("model", "fold", "seed") and np.isfinite(res[name]).all()
+    # the choice score is the estimator's score, on the ensemble path (AL-RNNs) and the single path (GRU)
+    np.testing.assert_array_equal(res["acc"].values, res["score"].values)
+    assert res["err"].attrs["greater_is_better"] == 0 and res["inc"].attrs["greater_is_better"] == 1
+    np.testing.assert_array_equal(res["both.n_trials"].values[:, :, 0], np.broadcast_to(res["n_test"].values, (3, 2)))
+    assert res["n_train"].values.tolist() == [12, 12]
+    s = summarize(res, variable="inc")
+    assert s.attrs["variable"] == "inc" and s.attrs["test_train_ratio"] == 1.0
+    for name in ("p_corrected", "p_corrected_holm", "cohens_d", "diff_ci_low", "t_pvalue"):
+        assert s[name].dims == ("model", "other")
+    with pytest.raises(ValueError, match="taken by compare"):
+        compare(ds, models, cv=2, scoring={"score": "accuracy"})
+    with pytest.raises(ValueError, match="variable: 'nope'"):
+        summarize(res, variable="nope")
