@@ -187,7 +187,13 @@ def test_teacher_forcing_family_on_recordings():
     x = np.stack([np.stack([np.sin(t + p), np.cos(t + p)], 1) for p in np.linspace(0, 3, 12)])
     rec = from_arrays(activity=x, dt=0.1, trial_coords={"session": np.repeat([0, 1, 2], 4)})
     tf = dict(n_units=5, tau=5, n_steps=2, eval_every=2, n_ahead=3, batch_size=4)
-    res = compare(rec, {"P=0": dict(tf, n_relu=0), "P=2": dict(tf, n_relu=2)}, cv=3, groups="session")
+    models = {"P=0": dict(tf, n_relu=0, noise_std=0.1), "P=2": dict(tf, n_relu=2, lr=3e-3, noise_std=0.1)}
+    from neuroalrnn._compare_ensemble import group_key
+
+    assert group_key(make_estimator(models["P=0"], rec)) == group_key(make_estimator(models["P=2"], rec))
+    res = compare(rec, models, cv=3, groups="session")  # P=0 and P=2 as one ensemble
+    alone = compare(rec, models, cv=3, groups="session", ensemble=False)
+    np.testing.assert_allclose(res["score"].values, alone["score"].values, rtol=1e-5)
     assert res["family"].values.tolist() == ["teacher_forcing", "teacher_forcing"]
     assert res["n_relu"].values.tolist() == [0.0, 2.0]
     assert np.all(res["score"].values <= 0) and np.isfinite(res["score"].values).all()

@@ -146,7 +146,7 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
     train_trials : sequence of K integer arrays, optional
         Positions of each model's trials in ``ds`` (default: all trials for every model).
     lr, lr_decay, clip_grad_norm, patience, seeds
-        One value for all models or one per model.
+        One value for all models or one per model (``lr_decay`` None: a 100-fold decay over the run).
     val, forcing, tau, alpha, observation, noise_std, sequence_length, zscore, n_steps, batch_size, optimizer,
     eval_every, select_metric, metrics, n_ahead, free_run_steps, transient, alpha_schedule, adapt_every, alpha_decay
         As for :func:`neuroalrnn.fit.teacher_forcing.fit_teacher_forcing`, shared by all models.
@@ -212,8 +212,8 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
             return {name: np.array([r[name] for r in rows]) for name in rows[0]}
     else:
         select_metric = "train_loss"
-    if lr_decay is None:
-        lr_decay = 0.01 ** (1.0 / n_steps) if isinstance(n_steps, (int, np.integer)) and n_steps >= 1 else 1.0
+    hundredfold = 0.01 ** (1.0 / n_steps) if isinstance(n_steps, (int, np.integer)) and n_steps >= 1 else 1.0
+    lr_decay = [hundredfold if d is None else d for d in per_model("lr_decay", lr_decay, K)]
     results = train_ensemble(module, objective, data, train_index, val_index=val_index, val_data=val_data,
                              evaluate=evaluate,
                              n_steps=n_steps, batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
