@@ -263,7 +263,7 @@ def _fixed_points_beside(ax, fp, proj, traj_xy):
     span = np.maximum(hi - lo, 1e-9)
     z = np.asarray(fp["z"].transpose("point", "latent").values)[real] @ np.asarray(proj.values, float).T
     stable = fp["stable"].values.astype(bool)[real]
-    near = np.all((z >= lo - span) & (z <= hi + span), axis=1)  # within one data span: show as is
+    near = np.all((z >= lo - 2 * span) & (z <= hi + 2 * span), axis=1)  # within two data spans: as is
     view_lo = np.minimum(lo, z[near].min(0, initial=np.inf)) - 0.08 * span
     view_hi = np.maximum(hi, z[near].max(0, initial=-np.inf)) + 0.08 * span
     if near.all():

@@ -32,7 +32,7 @@ from neuroalrnn.analysis import (cosine_table, cv_similarity, fit_psychometric, 
                                  psychometric, region_codes, regions_by_group, ridge_map, shuffled_baseline, tdr_axes,
                                  tdr_trajectories)
 from neuroalrnn.fit import fit_task, task_accuracy
-from neuroalrnn.plot import plot_fixed_points, plot_psychometric, plot_region_raster, plot_tdr_trajectories
+from neuroalrnn.plot import plot_psychometric, plot_region_raster, plot_tdr_trajectories
 from neuroalrnn.preprocess import gaussian_smooth
 from neuroalrnn.sample import load_ground_truth, load_sample
 from neuroalrnn.tasks import ideal_observer, stimulus_selection
@@ -193,21 +193,20 @@ alignment.round(3)
 # The fixed points in state space
 # ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 #
-# We project onto the network's TDR ``choice`` and ``coh_motion`` axes (left) and ``choice`` and ``coh_color``
-# (right), with the stimulus-epoch trajectories (when the context's input is on) of a few held-out trials
-# of the same context. Filled markers are stable real
-# fixed points, hollow ones unstable; grey crosses are virtual.
+# Single trials are too noisy to show the mechanism, so we average the stimulus epoch (when the context's
+# input holds) over trials of the same context and signed coherence, and project the averages and each
+# context's real fixed points on the network's TDR axes: ``choice`` against ``coh_motion`` (left) and
+# ``choice`` against ``coh_color`` (right), one row per context. Filled markers are stable fixed points,
+# hollow ones unstable; a point far outside the trajectories is marked by an arrowhead at the frame's edge
+# with its coordinates.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for ax, ctx, other in zip(axes, ["motion", "color"], ["coh_motion", "coh_color"]):
-    proj = axes_model.sel(axis=["choice", other]).values
-    idx = np.flatnonzero(test["context"].values == ctx)[:20]
-    stim_states = states.where(stimulus_epoch(test))  # the stimulus epoch, when this input is on
-    plot_fixed_points(fps[ctx], states=stim_states.isel(trial=idx), dims=proj, only_real=False, ax=ax)
-    ax.set_xlabel("TDR choice"), ax.set_ylabel(f"TDR {other}"), ax.set_title(f"{ctx} context")
-    ax.legend(fontsize=7)
-fig.tight_layout()
+stim_states = states.where(stimulus_epoch(test))  # the stimulus epoch, when each context's input is on
+fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
+for col, stim in enumerate(["coh_motion", "coh_color"]):
+    traj = tdr_trajectories(stim_states, axes_model, by=["context", stim])
+    plot_tdr_trajectories(traj, "choice", stim, by="context", color=stim, fixed_points=fps,
+                          axes_of_states=axes_model, axes=list(axes[:, col]))
 plt.show()
 
 # %% [markdown]
