@@ -71,10 +71,12 @@ class StackedObservation(nn.Module):
         b = self.b.reshape((self.b.shape[0],) + (1,) * (z.ndim - 2) + (-1,))
         return _bmm(z, self.B.transpose(1, 2)) + b
 
-    def member(self, k: int) -> nn.Module:
-        """Model k's observation model (parameters copied)."""
+    def member(self, k: int, out: nn.Module | None = None) -> nn.Module:
+        """Model k's observation model (parameters copied, into ``out`` when given)."""
         where = dict(dtype=self.n_dtype, device=self.n_device)
-        if self.kind == "identity":
+        if out is not None:
+            obs = out
+        elif self.kind == "identity":
             obs = IdentityObservation(self.n_obs, self.L.shape[1] + self.n_obs, self.n_relu[k], seed=0, **where)
         else:
             obs = LinearObservation(self.n_obs, self.B.shape[2], seed=0, **where)
@@ -107,9 +109,15 @@ class ObservedEnsemble(nn.Module):
         self.register_buffer("alpha", torch.zeros(model.n_models, **where))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.int64, device=model.A.device))
 
-    def member(self, k: int) -> ObservedALRNN:
-        module = ObservedALRNN(self.model.member(k), self.observation.member(k), self.mean[k].cpu().numpy(),
-                               self.std[k].cpu().numpy())
+    def member(self, k: int, out: ObservedALRNN | None = None) -> ObservedALRNN:
+        """Model k as an :class:`ObservedALRNN` (copied, into ``out``, an earlier ``member(k)``, when given)."""
+        if out is None:
+            module = ObservedALRNN(self.model.member(k), self.observation.member(k), self.mean[k].cpu().numpy(),
+                                   self.std[k].cpu().numpy())
+        else:
+            module = out
+            self.model.member(k, out.model)
+            self.observation.member(k, out.observation)
         module.alpha.fill_(float(self.alpha[k]))
         module.n_updates.fill_(int(self.n_updates))
         return module.train(self.training)

@@ -205,9 +205,11 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
         evaluators = [make_evaluate(metrics, n_ahead=n_ahead, free_run_steps=free_run_steps, transient=transient,
                                     seed=s) for s in seeds]
         lengths = [len(ix) for ix in val_index]
+        views = [module.member(k) for k in range(K)]  # refreshed before each evaluation
 
         def evaluate(mod, batch):  # the single-model metrics, model by model
-            rows = [fn(mod.member(k), {key: value[k, :lengths[k]] for key, value in batch.items() if key != "valid"})
+            rows = [fn(mod.member(k, views[k]).eval(),
+                       {key: value[k, :lengths[k]] for key, value in batch.items() if key != "valid"})
                     for k, fn in enumerate(evaluators)]
             return {name: np.array([r[name] for r in rows]) for name in rows[0]}
     else:

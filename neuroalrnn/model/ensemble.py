@@ -128,8 +128,10 @@ class ALRNNEnsemble(nn.Module):
         """K, the number of models."""
         return len(self.n_relu)
 
-    def member(self, k: int) -> ALRNN:
+    def member(self, k: int, out: ALRNN | None = None) -> ALRNN:
         """Model ``k`` as a stand-alone :class:`neuroalrnn.model.ALRNN` (parameters copied).
+
+        ``out``: a model of the same architecture (e.g. an earlier ``member(k)``) to copy them into.
 
         Examples
         --------
@@ -138,6 +140,11 @@ class ALRNNEnsemble(nn.Module):
         """
         k = _check_int("k", k, -self.n_models, self.n_models - 1) % self.n_models
         params = {name: getattr(self, name).detach()[k] for name in _PARAMS}
+        if out is not None:
+            if out.n_relu != self.n_relu[k]:
+                raise ValueError(f"out: has n_relu = {out.n_relu}, model {k} has {self.n_relu[k]}")
+            out._set_params(params)
+            return out
         model = ALRNN.from_params(**params, n_relu=self.n_relu[k], device=self.A.device, dtype=self.A.dtype,
                                   backend=self.backend)
         model.init = self.inits[k]
