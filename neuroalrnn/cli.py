@@ -67,6 +67,8 @@ def read_config(path) -> dict:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--config: {path} is a folder, not a TOML file")
     if not path.is_file():
         raise UsageError(f"--config: no such file {path}")
     try:

@@ -73,7 +73,8 @@ def test_out_under_a_regular_file(task_file, tmp_path, capsys, no_fitting):
     (["compare", "{data}", "--p", "0", "--n-jobs", "0"], "--n-jobs: expected a positive int"),
     (["compare", "{data}", "--p", "0", "--config", "{seeds_toml}"], "seeds in --config: "),
     (["fit", "{data}", "--config", "{binary}"], "--config: {binary} is not a text (UTF-8) TOML file"),
-    (["fit", "{data}", "--config", "{folder}"], "--config: no such file"),
+    (["fit", "{data}", "--config", "{folder}"], "--config: {folder} is a folder, not a TOML file"),
+    (["fit", "{data}", "--config", "{folder}/none.toml"], "--config: no such file"),
     (["fit", "{zero}"], "{zero}: has no trials"),
     (["compare", "{zero}", "--p", "0"], "{zero}: has no trials"),
 ])
