@@ -36,7 +36,8 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
     cfg = ts._config(n_units, has_force)
     names = list(inspect.signature(kernel.fn).parameters)
     n_ptr = names.index("B")  # pointers come first, then the int sizes, then the constexprs
-    sig = {n: (f"*{dtype}" if i < n_ptr else "constexpr" if n in CONSTEXPRS else "i32")
+    pointee = {"n_lin": "i32"}  # each model's count of linear units; every other pointer is to data
+    sig = {n: (f"*{pointee.get(n, dtype)}" if i < n_ptr else "constexpr" if n in CONSTEXPRS else "i32")
            for i, n in enumerate(names)}
     values = dict(HAS_FORCE=has_force, BLOCK_B=cfg["BLOCK_B"], BLOCK_M=cfg["BLOCK_M"], PRECISION=ts.PRECISION)
     src = ASTSource(kernel, sig, {(names.index(k),): v for k, v in values.items()})

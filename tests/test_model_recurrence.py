@@ -169,7 +169,7 @@ def _sparse_alpha(dtype):
                                              (1, "per-step", None), (M, "few", "sparse"), (1, "few", "sparse")])
 def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
     """The equality tests must exercise the fused identity path, not only its fallbacks."""
-    from neuroalrnn.model._rnn_identity import rnn_scan
+    from neuroalrnn.model._rnn_identity import _model_scan
     from neuroalrnn.model.recurrence import _broadcast_alpha
 
     z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float64, T=12)
@@ -178,10 +178,11 @@ def test_identity_backend_runs_itself_where_it_can(P, forcing, want):
     elif P == M and force is not None:
         alpha = None  # full forcing of ReLU units at every step: not foldable, not sparse
     a_bt = None if force is None else _broadcast_alpha(alpha, force, (3, 12))
-    how = plan(force, alpha, a_bt, P, M)
+    const = None if isinstance(alpha, torch.Tensor) else torch.tensor(1.0 if alpha is None else alpha)
+    how = plan(force, const, a_bt, P, M)
     assert how == want
     if how is not None:
-        states = rnn_scan(z0, drive, A, W, P, force, alpha, a_bt, how)
+        states = _model_scan(z0, drive, A, W, P, force, const, a_bt, how)
         torch.testing.assert_close(states, alrnn_scan_reference(z0, drive, A, W, P, force, alpha))
 
 
@@ -348,22 +349,69 @@ def test_triton_refuses_cpu_tensors_when_compiled():
         alrnn_scan(z0, drive, A, W, 1, backend="triton")
 
 
+@pytest.fixture
+def tf32_allowed():
+    """TF32 switched on globally for cuDNN and cuBLAS, as a user may (the legacy switches most code uses)."""
+    b = torch.backends
+    before = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+    b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = True, True
+    try:
+        yield
+    finally:
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = before
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
 @pytest.mark.parametrize("P,forcing", [(0, None), (2, None), (M, None), (2, "const"), (1, "sparse"), (M, "few")])
-@pytest.mark.parametrize("backend", ["auto", "rnn", "triton"])
-def test_cuda_backends_match_reference(backend, P, forcing):
+@pytest.mark.parametrize("backend", ["auto", "rnn", "triton", "loop"])
+def test_cuda_backends_match_reference(backend, P, forcing, tf32_allowed):
+    """float32 on the GPU with TF32 allowed: the same tolerance as float32 on CPU (TF32 would be ~1e-3)."""
     z0, drive, A, W, force, alpha = _problem(P, "const" if forcing == "few" else forcing, torch.float32, T=12)
     if forcing == "few":
         alpha = _sparse_alpha(torch.float32)
+    z0, drive = 3 * z0, 3 * drive  # larger states: TF32's 10-bit mantissa would show
     cuda = [x.cuda().requires_grad_() for x in (z0, drive, A, W)]
-    cpu = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
+    cpu = [x.double().requires_grad_() for x in (z0, drive, A, W)]
     a = alpha.cuda() if isinstance(alpha, torch.Tensor) else alpha
     out = alrnn_scan(*cuda, P, None if force is None else force.cuda(), a, backend=backend)
-    ref = alrnn_scan_reference(*cpu, P, force, alpha)
-    torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
+    ref = alrnn_scan_reference(*cpu, P, None if force is None else force.double(),
+                               alpha.double() if isinstance(alpha, torch.Tensor) else alpha)
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=2e-4, atol=2e-4)
     g = torch.randn_like(ref)
-    for x, y in zip(torch.autograd.grad(out, cuda, g.cuda()), torch.autograd.grad(ref, cpu, g)):
-        torch.testing.assert_close(x.cpu(), y, rtol=1e-4, atol=1e-3)
+    for x, y in zip(torch.autograd.grad(out, cuda, g.float().cuda()), torch.autograd.grad(ref, cpu, g)):
+        torch.testing.assert_close(x.cpu().double(), y, rtol=2e-4, atol=2e-3)
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # the user's, restored
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
+@pytest.mark.parametrize("forcing", [None, "const", "sparse", "per-step"])
+@pytest.mark.parametrize("backend", ["auto", "rnn", "triton", "loop"])
+def test_cuda_ensemble_matches_single_model_references(backend, forcing, tf32_allowed):
+    z0, drive, A, W, force, alpha = _ensemble(forcing, torch.float64, T=12)
+    cpu = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
+    cuda = [x.float().cuda().requires_grad_() for x in (z0, drive, A, W)]
+    a = alpha.float().cuda() if isinstance(alpha, torch.Tensor) else alpha
+    out = alrnn_scan(*cuda, ENSEMBLE_P, None if force is None else force.float().cuda(), a, backend=backend)
+    ref = _per_model(alrnn_scan_reference, *cpu, ENSEMBLE_P, force, alpha)
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=2e-4, atol=2e-4)
+    g = torch.randn_like(ref)
+    for x, y in zip(torch.autograd.grad(out, cuda, g.float().cuda()), torch.autograd.grad(ref, cpu, g)):
+        torch.testing.assert_close(x.cpu().double(), y, rtol=2e-4, atol=2e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
+@pytest.mark.parametrize("backend", ["rnn", "triton", "loop"])
+def test_cuda_nan_propagates_as_in_torch(backend):
+    z0, drive, A, W, _, _ = _ensemble(None, torch.float32)
+    drive = drive.clone()
+    drive[:, 1, 3, M - 1] = float("nan")
+    cuda = [x.cuda().requires_grad_() for x in (z0, drive, A, W)]
+    out = alrnn_scan(*cuda, ENSEMBLE_P, backend=backend)
+    ref = alrnn_scan(*cuda, ENSEMBLE_P, backend="loop")
+    torch.testing.assert_close(out, ref, equal_nan=True, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(ref)
+    for x, y in zip(torch.autograd.grad(out, cuda, g), torch.autograd.grad(ref, cuda, g)):
+        torch.testing.assert_close(x, y, equal_nan=True, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
@@ -490,11 +538,13 @@ def test_ensemble_bad_input(kwargs, match):
         alrnn_scan(**args)
 
 
-def test_ensemble_zero_steps_and_one_model():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_ensemble_zero_steps_and_one_model(backend):
     z0, drive, A, W, force, alpha = _ensemble("sparse", torch.float64)
-    assert alrnn_scan(z0, drive[:, :, :0], A, W, 1).shape == (3, 3, 0, M)
-    one = alrnn_scan(z0[:1], drive[:1], A[:1], W[:1], [2], force[:1], alpha[:1])  # K = 1
-    torch.testing.assert_close(one[0], alrnn_scan(z0[0], drive[0], A[0], W[0], 2, force[0], alpha[0]))
+    assert alrnn_scan(z0, drive[:, :, :0], A, W, 1, backend=backend).shape == (3, 3, 0, M)
+    one = alrnn_scan(z0[:1], drive[:1], A[:1], W[:1], [2], force[:1], alpha[:1], backend=backend)  # K = 1
+    torch.testing.assert_close(one[0], alrnn_scan(z0[0], drive[0], A[0], W[0], 2, force[0], alpha[0],
+                                                  backend=backend), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
@@ -528,7 +578,8 @@ def test_ensemble_gradcheck_float64(backend, forcing):
     def fn(*xs):
         return alrnn_scan(*xs[:4], ENSEMBLE_P, *xs[4:], backend=backend)
 
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+    # fast mode (random directions): the full Jacobian takes minutes in Triton's interpreter
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, fast_mode=True)
 
 
 def test_numba_spreads_models_over_torch_threads(monkeypatch):
@@ -558,3 +609,144 @@ def test_numba_spreads_models_over_torch_threads(monkeypatch):
         assert [n for n, _ in seen] == ["_forward", "_backward", "_forward"]
     assert numba.get_num_threads() == before
     torch.testing.assert_close(out, alrnn_scan_reference(z0, drive, A, W, ENSEMBLE_P, force, alpha))
+
+
+# ---- NaN and precision: every backend computes what the loop (torch) computes ----------------------
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_nan_propagates_as_in_torch(backend, ensemble):
+    """relu(NaN) = NaN forward (W then spreads it to every unit); backward relu' = 0 only at z <= 0
+    (1 at NaN), as torch's threshold_backward."""
+    z0, drive, A, W, _, _ = _ensemble(None, torch.float64) if ensemble else _problem(2, None, torch.float64)
+    P = ENSEMBLE_P if ensemble else 2
+    drive = drive.clone()
+    drive[..., 1, 3, M - 1] = float("nan")  # a ReLU unit (of the models with P > 0) of trial 1 at step 3
+    leaves = [x.clone().requires_grad_() for x in (z0, drive, A, W)]
+    out = alrnn_scan(*leaves, P, backend=backend)
+    ref = alrnn_scan_reference(*leaves, P)
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    assert torch.isnan(out[..., 1, 4:, :]).all() and torch.isfinite(out[..., [0, 2], :, :]).all()
+    g = torch.randn_like(ref)
+    got, want = torch.autograd.grad(out, leaves, g), torch.autograd.grad(ref, leaves, g)
+    for name, x, y in zip(["z0", "drive", "A", "W"], got, want):
+        torch.testing.assert_close(x, y, equal_nan=True, msg=lambda m: f"grad {name}: {m}")
+    assert torch.isfinite(got[0]).all() and torch.isfinite(got[1]).all()  # the adjoints stay finite
+
+
+@pytest.fixture
+def user_precision():
+    """Low-precision float32 settings a user may choose (TF32 for cuDNN and cuBLAS, bf16 for oneDNN)."""
+    b = torch.backends
+    if not hasattr(getattr(b.cudnn, "rnn", None), "fp32_precision"):
+        pytest.skip("torch < 2.9 has no per-operation fp32_precision settings")
+    objs = {"cudnn.rnn": b.cudnn.rnn, "cuda.matmul": b.cuda.matmul, "mkldnn.rnn": b.mkldnn.rnn,
+            "mkldnn.matmul": b.mkldnn.matmul}
+    before = {k: o.fp32_precision for k, o in objs.items()}
+    user = {"cudnn.rnn": "tf32", "cuda.matmul": "tf32", "mkldnn.rnn": "bf16", "mkldnn.matmul": "bf16"}
+    try:
+        for k, v in user.items():
+            objs[k].fp32_precision = v
+        yield objs, user
+    finally:
+        for k, v in before.items():
+            objs[k].fp32_precision = v
+
+
+class _Observe(torch.autograd.Function):
+    """Identity that records the precision settings when its gradient passes (in the backward)."""
+
+    @staticmethod
+    def forward(ctx, x, log, objs):
+        ctx.log, ctx.objs = log, objs
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.log.append(("backward", {k: o.fp32_precision for k, o in ctx.objs.items()}))
+        return g, None, None
+
+
+@pytest.mark.parametrize("backend,where", [("rnn", "rnn_relu"), ("loop", "_phi_models"), ("triton", "_phi_models")])
+def test_routes_pin_full_float32_and_restore_the_users_settings(backend, where, user_precision, monkeypatch):
+    """TF32/bf16 allowed by the user: inside the routes' torch ops (forward and backward) full float32;
+    the user's settings are back after the call, after the backward, and after an error."""
+    if backend == "triton" and not TRITON_ON_CPU:
+        pytest.skip("triton is not installed, or runs compiled for a GPU")
+    import neuroalrnn.model.recurrence as rec
+
+    objs, user = user_precision
+    log = []
+
+    def observed(real):
+        def spy(*args, **kwargs):
+            if log == ["fail"]:
+                raise RuntimeError("boom")
+            log.append(("forward", {k: o.fp32_precision for k, o in objs.items()}))
+            out = real(*args, **kwargs)
+            if where == "rnn_relu":
+                return (_Observe.apply(out[0], log, objs),) + tuple(out[1:])
+            return _Observe.apply(out, log, objs) if torch.is_grad_enabled() else out
+        return spy
+
+    if where == "rnn_relu":
+        monkeypatch.setattr(torch._VF, "rnn_relu", observed(torch._VF.rnn_relu), raising=False)
+    elif backend == "loop":
+        monkeypatch.setattr(rec, "_phi_models", observed(rec._phi_models))
+    else:  # the Triton backward's dW GEMM (the kernels' own dots are "ieee" by construction)
+        from neuroalrnn.model import _triton as ts
+
+        monkeypatch.setattr(ts, "_phi_models", observed(ts._phi_models))
+    z0, drive, A, W, _, _ = _problem(2, None, torch.float32)
+    W = W.requires_grad_()
+    out = alrnn_scan(z0, drive, A, W, 2, backend=backend)
+    assert {k: o.fp32_precision for k, o in objs.items()} == user  # restored after the forward
+    out.sum().backward()
+    assert {k: o.fp32_precision for k, o in objs.items()} == user  # and after the backward
+    full = {k: "ieee" for k in user}
+    assert log and all(settings == full for _, settings in log), log
+    if backend != "triton":
+        assert {"forward", "backward"} <= {when for when, _ in log}
+    log[:] = ["fail"]
+    with pytest.raises(RuntimeError, match="boom"):
+        alrnn_scan(z0, drive, A, W, 2, backend=backend).sum().backward()
+    assert {k: o.fp32_precision for k, o in objs.items()} == user  # restored on error too
+
+
+def test_full_precision_nests_and_restores():
+    from neuroalrnn.model._precision import full_precision, lowered
+
+    with full_precision():
+        with full_precision():
+            assert not lowered(torch.device("cuda")) and not lowered(torch.device("cpu"))
+        assert not lowered(torch.device("cuda"))
+    if hasattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision"):
+        assert torch.backends.cudnn.rnn.fp32_precision == "tf32"  # torch's default is back
+
+
+def test_auto_on_cuda_reads_the_measured_routes(monkeypatch):
+    """auto: a single model takes the route measured faster on this GPU model (rnn without a table);
+    an ensemble takes triton (one launch) where W fits."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    import neuroalrnn.model._cuda_routes as routes
+    import neuroalrnn.model.recurrence as rec
+
+    def cuda(K, B, M, dtype=torch.float32):  # a stand-in for a CUDA tensor
+        return SimpleNamespace(device=torch.device("cuda", 0), dtype=dtype, shape=(K, B, 37, M))
+
+    monkeypatch.setattr(rec, "_gpu_name", lambda index: "NVIDIA H200")
+    monkeypatch.setattr(routes, "DEVICE", None)
+    assert rec._auto(cuda(1, 64, 16)) == "rnn"  # nothing measured: the default
+    monkeypatch.setattr(routes, "DEVICE", "NVIDIA H200")
+    monkeypatch.setattr(routes, "MEASURED", {(16, 200, 20, 2): {"rnn": 2.0, "triton": 1.0},
+                                             (256, 500, 128, 16): {"rnn": 3.0, "triton": 4.0}})
+    assert rec._auto(cuda(1, 16, 16)) == "triton"
+    assert rec._auto(cuda(1, 512, 128)) == "rnn"
+    assert rec._auto(cuda(1, 16, 200)) == "rnn"  # W does not fit the kernels
+    assert rec._auto(cuda(3, 512, 128)) == "triton"  # an ensemble: one launch
+    assert rec._auto(cuda(3, 16, 200)) == "rnn"
+    assert rec._auto(cuda(1, 16, 16, torch.float16)) == "rnn"
+    monkeypatch.setattr(rec, "_gpu_name", lambda index: "NVIDIA A100-SXM4-80GB")
+    assert rec._auto(cuda(1, 16, 16)) == "rnn"  # measured on another GPU model: not used
+    assert rec._auto(SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32, shape=(1, 2, 3, 4))) == "numba"

@@ -15,8 +15,8 @@ many numba threads (``prange`` over K; ``numba.set_num_threads`` is set for the 
 after; OpenBLAS runs one thread per model then), otherwise one thread runs them in turn with
 OpenBLAS limited to torch's thread count, so the backend respects ``torch.set_num_threads``.
 
-NaN semantics are torch's: ``relu(NaN) = NaN`` forward, and ``relu'`` is 1 only where the state is
-> 0 (0 at NaN) backward.
+NaN semantics are torch's: ``relu(NaN) = NaN`` forward, and ``relu'`` is 0 only where the state is
+<= 0 backward (1 at NaN, as torch's ``threshold_backward``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _backward_model(gout, z0, out, A, W, n_lin, force, alpha, has_force,
         for b in range(B):
             for i in range(M):
                 g = tmp[b, i]
-                if i >= n_lin and not prev[b, i] > 0:  # relu' = 0 at z <= 0 and at NaN, as torch
+                if i >= n_lin and prev[b, i] <= 0:  # relu' = 0 only at z <= 0 (1 at NaN), as torch
                     g = zero
                 carry[b, i] = A[i] * lt[b, i] + g
         if has_force:  # through the mixing: to force, alpha and the unforced state

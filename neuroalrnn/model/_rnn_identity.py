@@ -13,7 +13,13 @@ respect to the initial state is exact. Forcing:
 
 Because relu'(0) = 0 in both halves, a state that is exactly 0 would lose its gradient. When
 gradients are needed and such a state occurs (z0 = 0, h = 0 and zero inputs at initialisation do
-this), ``rnn_scan`` returns None and the caller redoes the call with an exact backend.
+this), ``rnn_scan`` returns None and the caller redoes the call with an exact backend. It does the
+same when a state is NaN or infinite, so that NaN and inf follow the exact backends' (torch's)
+rules whatever cuDNN or oneDNN do with them.
+
+Ensembles (K models): one fused call per model (a block-diagonal RNN of 2KM units would be one call
+but cost K times the FLOPs of K calls, K^2 in all; ``"auto"`` sends K > 1 to the Triton kernels,
+one launch for all models, where they fit).
 """
 
 from __future__ import annotations
@@ -54,16 +60,17 @@ def rnn_identity_weights(A: torch.Tensor, W: torch.Tensor, n_relu: int, n_force:
     return torch.cat([eye, -eye], dim=0), torch.cat([K, -K], dim=0)
 
 
-def plan(force, alpha, alpha_bt, n_relu: int, M: int) -> str | None:
-    """'plain', 'const' or 'sparse' when this backend can run the case well, else None.
+def plan(force, const_alpha, alpha_bt, n_relu: int, M: int) -> str | None:
+    """'plain', 'const' or 'sparse' when this backend can run one model's case well, else None.
 
-    'sparse' restarts the fused call at every step where any trial is forced (alpha != 0), mixing
-    each trial with its own alpha there: exact for any alpha, worthwhile when those steps are few
-    (at most a quarter of them).
+    ``const_alpha`` is the model's alpha when it is one value for all trials and steps (else None),
+    ``alpha_bt`` its (B, T) alpha. 'sparse' restarts the fused call at every step where any trial
+    is forced (alpha != 0), mixing each trial with its own alpha there: exact for any alpha,
+    worthwhile when those steps are few (at most a quarter of them).
     """
     if force is None:
         return "plain"
-    if (alpha is None or torch.as_tensor(alpha).numel() == 1) and force.shape[2] <= M - n_relu:
+    if const_alpha is not None and force.shape[-1] <= M - n_relu:
         return "const"
     if alpha_bt.requires_grad:
         return None  # d/dalpha is not 0 where alpha is 0: every step would need the mixing
@@ -102,23 +109,42 @@ def _segment(z0, drive, A, W, n_relu, force=None, alpha=None):
     return torch.cat([z1[:, None], out[..., :M] - out[..., M:]], dim=1)
 
 
-def rnn_scan(z0, drive, A, W, n_relu, force, alpha, alpha_bt, how: str):
-    """Run the identity backend (``how`` from :func:`plan`); None when an exact redo is needed."""
-    if how == "sparse":
-        T, N = drive.shape[1], force.shape[2]
-        on = (alpha_bt.detach() != 0).any(0).cpu().tolist()
-        starts = [0] + [t for t in range(1, T) if on[t]] + [T]
-        prev, pieces = z0, []
-        for s, e in zip(starts[:-1], starts[1:]):
-            if on[s]:
-                a = alpha_bt[:, s, None]
-                prev = torch.cat([(1 - a) * prev[:, :N] + a * force[:, s], prev[:, N:]], dim=1)
-            seg = _segment(prev, drive[:, s:e], A, W, n_relu)
-            pieces.append(seg)
-            prev = seg[:, -1]
-        states = torch.cat(pieces, dim=1)
-    else:
-        states = _segment(z0, drive, A, W, n_relu, force if how == "const" else None, alpha)
-    if torch.is_grad_enabled() and states.requires_grad and bool((states[:, :-1].detach() == 0).any()):
-        return None  # an exactly-zero state fed to the fused call would lose its gradient
-    return states
+def _model_scan(z0, drive, A, W, n_relu, force, const_alpha, alpha_bt, how: str):
+    """One model's states (B, T, M) by the plan ``how``."""
+    if how != "sparse":
+        return _segment(z0, drive, A, W, n_relu, force if how == "const" else None, const_alpha)
+    T, N = drive.shape[1], force.shape[2]
+    on = (alpha_bt.detach() != 0).any(0).cpu().tolist()
+    starts = [0] + [t for t in range(1, T) if on[t]] + [T]
+    prev, pieces = z0, []
+    for s, e in zip(starts[:-1], starts[1:]):
+        if on[s]:
+            a = alpha_bt[:, s, None]
+            prev = torch.cat([(1 - a) * prev[:, :N] + a * force[:, s], prev[:, N:]], dim=1)
+        seg = _segment(prev, drive[:, s:e], A, W, n_relu)
+        pieces.append(seg)
+        prev = seg[:, -1]
+    return torch.cat(pieces, dim=1)
+
+
+def rnn_scan(z0, drive, A, W, n_relu, force=None, const_alpha=None, alpha=None):
+    """Run the identity on ensemble-form tensors (K leading; one fused call per model, or per forcing
+    interval); None when a model's case is not representable or an exact redo is needed.
+
+    ``const_alpha`` (K,) holds each model's alpha when it is constant per model (else None),
+    ``alpha`` is (K, B, T).
+    """
+    M = drive.shape[-1]
+    states = []
+    for k, p in enumerate(n_relu):
+        f, a_bt = (None, None) if force is None else (force[k], alpha[k])
+        a_k = None if const_alpha is None else const_alpha[k]
+        how = plan(f, a_k, a_bt, p, M)
+        if how is None:
+            return None
+        states.append(_model_scan(z0[k], drive[k], A[k], W[k], p, f, a_k, a_bt, how))
+    states = torch.stack(states)
+    bad = [~torch.isfinite(states).all()]  # NaN/inf: relu(+-NaN) and inf - inf as the exact backends
+    if torch.is_grad_enabled() and states.requires_grad:
+        bad.append((states[:, :, :-1].detach() == 0).any())  # an exactly-zero state would lose its gradient
+    return None if bool(torch.stack(bad).any()) else states

@@ -10,36 +10,51 @@ Ensembles: with a leading model dim K on every argument (``z0`` (K, B, M), ``dri
 ``n_relu`` one int or K ints, K independent models (each with its own trials and its own P_k) run
 as one computation; a single model is the K = 1 case.
 
-Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` and ``alpha``):
+Backends (all differentiable w.r.t. ``z0``, ``drive``, ``A``, ``W``, ``force`` and ``alpha``; all
+follow torch's NaN rules: ``relu(NaN) = NaN``, and ``relu'`` is 0 only at z <= 0, so 1 at NaN):
 
 ``"loop"``
     ``alrnn_scan_reference``, a plain per-step loop of torch ops: the definition.
 ``"numba"``
     a fused compiled loop (CPU, float32/float64) with a hand-written reverse-time adjoint
-    (``neuroalrnn.model._numba``).
+    (``neuroalrnn.model._numba``); ensembles loop over the models inside the compiled code, on
+    up to ``torch.get_num_threads()`` threads.
 ``"rnn"``
     the exact 2M-unit ReLU-RNN identity ``z = relu(z) - relu(-z)`` (``neuroalrnn.model._rnn_identity``):
-    one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU, oneDNN on CPU). Constant-alpha
-    forcing of linear units folds into it; sparse forcing (few forced steps) runs one call per
-    interval. Other forcing, and calls where a state is exactly 0 while gradients are
-    needed (relu'(0) = 0 would drop them), are redone with an exact backend (numba on CPU, loop else).
+    one ``torch.nn.RNN(nonlinearity="relu")``-style call (cuDNN on GPU, oneDNN on CPU) per model.
+    Constant-alpha forcing of linear units folds into it; sparse forcing (few forced steps) runs
+    one call per interval. Other forcing, and calls where a state is exactly 0 while gradients are
+    needed (relu'(0) = 0 would drop them) or not finite, are redone with an exact backend (numba
+    on CPU, triton or the loop on CUDA). Ensembles make one call per model: a block-diagonal
+    2KM-unit RNN would be a single call, but K times the FLOPs.
 ``"triton"``
-    persistent Triton kernels (CUDA, float32/float64): one program per block of trials runs the
-    whole time loop with ``W`` on chip, and a hand-written reverse-time adjoint
-    (``neuroalrnn.model._triton``). Every case is exact, forcing included. On CPU tensors it runs
-    only in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
+    persistent Triton kernels (CUDA, float32/float64): one program per (model, block of trials)
+    runs the whole time loop with its ``W`` on chip, and a hand-written reverse-time adjoint
+    (``neuroalrnn.model._triton``); K models are one launch. Every case is exact, forcing
+    included. On CPU tensors it runs only in Triton's interpreter (``TRITON_INTERPRET=1``), which
+    the tests use.
 ``"auto"``
-    ``"numba"`` on CPU; on CUDA ``"rnn"``, and ``"triton"`` for the cases ``"rnn"`` cannot represent
-    (``"loop"`` for other dtypes and devices, without triton, or for models whose ``W`` does not fit
-    the kernels' shared memory: above 128 units in float32, 64 in float64).
+    ``"numba"`` on CPU. On CUDA, a single model takes ``"rnn"``, or ``"triton"`` where the table of
+    routes measured on this GPU model says it is faster at the nearest size
+    (``neuroalrnn.model._cuda_routes``, written by ``benchmarks/gpu_check.sh``); an ensemble takes
+    ``"triton"`` (one launch for all models). Cases
+    ``"rnn"`` cannot represent go to ``"triton"``; ``"loop"`` for other dtypes and devices,
+    without triton, or for models whose ``W`` does not fit the kernels' shared memory (above 128
+    units in float32, 64 in float64).
+
+Exactness on GPUs: PyTorch runs float32 cuDNN RNNs in TF32 on Ampere and Hopper by default (and
+matmuls when the user allows it), ~1e-3 relative error per step. The ``"rnn"`` and ``"loop"``
+routes therefore run with full float32 in their forward and backward passes
+(``neuroalrnn.model._precision``; the user's settings are restored after), and the Triton kernels
+use ``tl.dot(..., input_precision="ieee")``.
 
 ``"rnn"`` and ``"triton"`` are the GPU routes; on CPU ``"rnn"`` is correct but slower than
-``"numba"`` (2M hidden units). ``"auto"`` prefers ``"rnn"`` (cuDNN) on CUDA until the Triton
-kernels' speed has been measured on a GPU (``benchmarks/gpu_check.sh`` times both).
+``"numba"`` (2M hidden units).
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import torch
@@ -139,19 +154,62 @@ def _check(z0, drive, A, W, n_relu, force, alpha):
     return z0, drive, A, W, n_relu, force, alpha, single
 
 
+def _triton_fits(drive: torch.Tensor) -> bool:
+    """Whether the Triton kernels can run this call (triton installed, W on chip)."""
+    try:
+        from neuroalrnn.model._triton import fits
+    except ImportError:  # a CUDA torch without triton
+        return False
+    return fits(drive.shape[-1], drive.dtype)
+
+
 def _exact_fallback(drive: torch.Tensor) -> str:
     """The fastest backend exact in every case: numba on CPU, triton on CUDA, else the loop."""
     if drive.dtype not in (torch.float32, torch.float64):
         return "loop"
     if drive.device.type == "cpu":
         return "numba"
-    if drive.device.type == "cuda":
-        try:
-            from neuroalrnn.model._triton import fits
-        except ImportError:  # a CUDA torch without triton
-            return "loop"
-        return "triton" if fits(drive.shape[-1], drive.dtype) else "loop"  # W must fit on chip
+    if drive.device.type == "cuda" and _triton_fits(drive):  # W must fit on chip
+        return "triton"
     return "loop"
+
+
+@functools.lru_cache(maxsize=16)
+def _gpu_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def _measured_route(device: torch.device, B: int, T: int, M: int) -> str | None:
+    """The faster exact route measured on this GPU model at the nearest size (``_cuda_routes``), or None."""
+    from neuroalrnn.model import _cuda_routes
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if _cuda_routes.DEVICE is None or _cuda_routes.DEVICE != _gpu_name(index):
+        return None  # nothing measured, or measured on another GPU
+    return _cuda_routes.faster_route(B, T, M)
+
+
+def _auto(drive: torch.Tensor) -> str:
+    """The route ``"auto"`` tries first for ensemble-form ``drive`` (K, B, T, M)."""
+    if drive.device.type == "cpu":
+        return _exact_fallback(drive)
+    K, B, T, M = drive.shape
+    if drive.device.type == "cuda" and drive.dtype in (torch.float32, torch.float64) and _triton_fits(drive):
+        if K > 1 or _measured_route(drive.device, B, T, M) == "triton":
+            return "triton"
+    return "rnn"
+
+
+def _constant_alpha(alpha, force, single: bool):
+    """Each model's alpha (K,) when it is one value per model (for the rnn route's folding), else None."""
+    if force is None:
+        return None
+    K = force.shape[0]
+    a = torch.as_tensor(1.0 if alpha is None else alpha, dtype=force.dtype, device=force.device)
+    try:
+        return torch.broadcast_to(a, (1, 1) if single else (K, 1, 1)).reshape(K)
+    except RuntimeError:
+        return None
 
 
 def _relu_mask(n_relu: tuple, M: int, device) -> torch.Tensor:
@@ -257,43 +315,37 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     >>> alrnn_scan(torch.zeros(2, 1, 2), -torch.ones(2, 1, 3, 2), A, W, [0, 2]).shape
     torch.Size([2, 1, 3, 2])
     """
-    z0_, drive_, A_, W_, P, force_, alpha_bt, single = _check(z0, drive, A, W, n_relu, force, alpha)
+    z0_, drive_, A_, W_, n_relu, force_, alpha_, single = _check(z0, drive, A, W, n_relu, force, alpha)
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if drive.shape[-2] == 0:
         return drive.new_zeros(drive.shape) + 0 * z0[..., None, :]  # keeps the autograd graph
-    if not single and backend != "numba":  # ensembles run the loop until the GPU kernels take the model dim
-        return _scan_reference(z0_, drive_, A_, W_, P, force_, alpha_bt)
-    if backend == "numba" or (backend == "auto" and drive.device.type == "cpu"
-                              and drive.dtype in (torch.float32, torch.float64)):
-        if drive.device.type != "cpu":
-            raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")
-        from neuroalrnn.model._numba import numba_scan
+    args = (z0_, drive_, A_, W_, n_relu, force_, alpha_)
+    if backend == "auto":
+        backend = _auto(drive_)
+    states = None
+    if backend == "rnn":
+        from neuroalrnn.model._precision import pinned
+        from neuroalrnn.model._rnn_identity import rnn_scan
 
-        states = numba_scan(z0_, drive_, A_, W_, P, force_, alpha_bt)
-        return states[0] if single else states
-    n_relu, alpha_bt = P[0], None if force is None else alpha_bt[0]
-    M = A.shape[0]
-    if backend in ("auto", "rnn") and (backend == "rnn" or drive.device.type != "cpu"):
-        from neuroalrnn.model._rnn_identity import plan, rnn_scan
-
-        how = plan(force, alpha, alpha_bt, n_relu, M)
-        states = None if how is None else rnn_scan(z0, drive, A, W, n_relu, force, alpha, alpha_bt, how)
-        if states is not None:
-            return states
-        backend = "auto"  # not representable, or exactly-zero states: use an exact backend
-    if backend == "auto":  # resolved before the dispatch below, which may then pick triton
-        backend = _exact_fallback(drive)
-    if backend == "triton":
+        states = pinned(rnn_scan, *args[:-1], _constant_alpha(alpha, force_, single), alpha_)
+        backend = _exact_fallback(drive) if states is None else backend  # not representable, or redo
+    if states is not None:
+        pass
+    elif backend == "triton":
         try:
             from neuroalrnn.model._triton import triton_scan
         except ImportError as err:
             raise ValueError(f"backend: 'triton' needs the triton package ({err})") from None
-        return triton_scan(z0, drive, A, W, n_relu, force, alpha_bt)
-    if backend == "numba":
+        states = triton_scan(*args)
+    elif backend == "numba":
         if drive.device.type != "cpu":
             raise ValueError(f"backend: 'numba' runs on CPU tensors only, got device {drive.device}")
         from neuroalrnn.model._numba import numba_scan
 
-        return numba_scan(z0, drive, A, W, n_relu, force, alpha_bt)
-    return _scan_reference(z0_, drive_, A_, W_, P, force_, None if force is None else alpha_bt[None])[0]
+        states = numba_scan(*args)
+    else:
+        from neuroalrnn.model._precision import pinned
+
+        states = pinned(_scan_reference, *args)
+    return states[0] if single else states
