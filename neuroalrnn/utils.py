@@ -75,7 +75,7 @@ def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
                                        dir=path.parent)
             os.close(fd)
             tmps.append(Path(tmp))
-            _LIVE.add(tmp)
+            _LIVE.add(os.path.basename(tmp))
         try:
             yield tmps
             # mkstemp makes 0600; give the files the usual permissions. After the block: some writers
@@ -91,7 +91,7 @@ def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             os.replace(tmp, path)
     finally:
         for tmp in tmps:
-            _LIVE.discard(str(tmp))
+            _LIVE.discard(tmp.name)
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
@@ -100,7 +100,7 @@ def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 # write can tell a dead writer's leftovers from a live one's
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:nrtmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-)?"
                    r"[A-Za-z0-9_]{8}\.tmp(?P<suffix>.*)$")
-_LIVE: set[str] = set()  # temporary files this process is writing now
+_LIVE: set[str] = set()  # names of the temporary files this process is writing now (unique: host, pid, random)
 _CLEANED: set[str] = set()  # folders already cleaned by this process
 # a temporary file another machine (a shared folder) or an older neuroalrnn left is stale after a day
 STALE_AFTER = 24 * 3600.0
@@ -139,7 +139,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     now = time.time()
     for entry in entries:
         match = _TEMP.match(entry.name)
-        if match is None or not match["name"].endswith(match["suffix"]) or entry.path in _LIVE:
+        if match is None or not match["name"].endswith(match["suffix"]) or entry.name in _LIVE:
             continue
         try:
             if not entry.is_file(follow_symlinks=False) or not _stale(entry, match, now):

@@ -130,3 +130,13 @@ def test_atomic_writes_moves_all_files_or_none(tmp_path):
         model.write_text("new model")
         report.write_text("{}")
     assert (tmp_path / "model.bin").read_text() == "new model" and (tmp_path / "fit.json").read_text() == "{}"
+
+
+def test_this_process_s_own_write_in_progress_is_kept(tmp_path, monkeypatch):
+    from neuroalrnn.utils import remove_stale_temps
+
+    monkeypatch.chdir(tmp_path)
+    with atomic_write("x.txt") as tmp:  # a relative path, cleaned through the absolute one
+        tmp.write_text("mine")
+        assert remove_stale_temps(tmp_path) == [] and tmp.exists()
+    assert (tmp_path / "x.txt").read_text() == "mine"
