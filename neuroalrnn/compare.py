@@ -425,7 +425,8 @@ def summarize(results: xr.Dataset, variable: str = "score") -> xr.Dataset:
                        "wilcoxon_pvalue": (pair, wp)},
                       coords={**model_coords, **other_coords},
                       attrs={"unit": "one sample per (fold, seed) pair; paired across models", "variable": variable,
-                             **score.attrs, **corrected.attrs}).merge(corrected, combine_attrs="drop_conflicts")
+                             **score.attrs, **corrected.attrs}).merge(corrected, compat="no_conflicts", join="exact",
+                                                                      combine_attrs="drop_conflicts")
 
 
 def _test_train_ratio(results: xr.Dataset) -> float:
