@@ -1,12 +1,14 @@
 """Compile the Triton recurrence kernels for an NVIDIA target offline and report their resources.
 
-No GPU is needed: Triton lowers the kernels to PTX and ptxas (bundled with triton) assembles them
-for the target architecture, so this checks that the compiled path (not only the interpreter the
-CPU tests use) accepts the kernels, and shows registers, spill stack and shared memory (a launch
-fails above the GPU's per-block limit: 99 KiB on sm_86/89, 163 KiB on A100, 227 KiB on H100; see
-``neuroalrnn.model._triton.fits``) per configuration that
-``neuroalrnn.model._triton._config`` picks. Registers that spill to local memory slow the serial
-time loop; the speed itself can only be measured on a GPU (``benchmarks/gpu_check.sh``).
+The kernels are the ones every call launches, one program per (block of trials, model) of an
+ensemble (a single model is K = 1). No GPU is needed: Triton lowers the kernels to PTX and ptxas
+(bundled with triton) assembles them for the target architecture, so this checks that the
+compiled path (not only the interpreter the CPU tests use) accepts the kernels, and shows
+registers, spill stack and shared memory (a launch fails above the GPU's per-block limit: 99 KiB
+on sm_86/89, 163 KiB on A100, 227 KiB on H100; see ``neuroalrnn.model._triton.fits``) per
+configuration that ``neuroalrnn.model._triton._config`` picks. Registers that spill to local
+memory slow the serial time loop; the speed itself can only be measured on a GPU
+(``benchmarks/gpu_check.sh``).
 
 Usage: python benchmarks/triton_compile_report.py [--arch 90] [--units 20 64 128] [--dtype fp32]
 (run without TRITON_INTERPRET set: the interpreter replaces the compiler).
@@ -41,7 +43,8 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
            for i, n in enumerate(names)}
     values = dict(HAS_FORCE=has_force, BLOCK_B=cfg["BLOCK_B"], BLOCK_M=cfg["BLOCK_M"], PRECISION=ts.PRECISION)
     src = ASTSource(kernel, sig, {(names.index(k),): v for k, v in values.items()})
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=cfg["num_warps"], enable_fp_fusion=True))
+    options = dict(num_warps=cfg["num_warps"], enable_fp_fusion=True)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     return cfg, compiled.asm["cubin"], compiled.metadata.shared
 
 

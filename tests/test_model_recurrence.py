@@ -479,12 +479,15 @@ ENSEMBLE_P = [0, 2, M]  # mixed P_k in one call: no ReLU, some, all
 
 def _ensemble(forcing, dtype, P=ENSEMBLE_P, B=3, T=7, n_force=2):
     """K = len(P) independent problems (own data, parameters and P), stacked on a leading model dim."""
-    problems = [_problem(p, forcing, dtype, B=B, T=T, n_force=n_force, seed=10 + k) for k, p in enumerate(P)]
+    problems = [_problem(p, "const" if forcing == "per-model" else forcing, dtype, B=B, T=T, n_force=n_force,
+                         seed=10 + k) for k, p in enumerate(P)]
     z0, drive, A, W = (torch.stack([pr[i] for pr in problems]) for i in range(4))
     force = None if forcing is None else torch.stack([pr[4] for pr in problems])
     alphas = [pr[5] for pr in problems]
     if forcing in (None, "const"):
         alpha = alphas[0]
+    elif forcing == "per-model":  # one constant per model, (K, 1, 1): folds into the rnn route per model
+        alpha = torch.linspace(0.2, 0.9, len(P), dtype=dtype)[:, None, None]
     else:  # per model: (B, T) sparse or (1, T) per-step, broadcast to (K, B, T)
         alpha = torch.stack([torch.as_tensor(a, dtype=dtype).expand(B, T) for a in alphas])
     return z0, drive, A, W, force, alpha
@@ -549,7 +552,7 @@ def test_ensemble_zero_steps_and_one_model(backend):
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("forcing", [None, "const", "sparse", "per-step"])
+@pytest.mark.parametrize("forcing", [None, "const", "per-model", "sparse", "per-step"])
 def test_ensemble_backend_equals_single_model_references(backend, forcing, dtype, tol):
     """K models with mixed P_k (0, 2, M) in one call: states and gradients equal K single reference calls."""
     z0, drive, A, W, force, alpha = _ensemble(forcing, dtype)
@@ -750,3 +753,21 @@ def test_auto_on_cuda_reads_the_measured_routes(monkeypatch):
     monkeypatch.setattr(rec, "_gpu_name", lambda index: "NVIDIA A100-SXM4-80GB")
     assert rec._auto(cuda(1, 16, 16)) == "rnn"  # measured on another GPU model: not used
     assert rec._auto(SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32, shape=(1, 2, 3, 4))) == "numba"
+
+
+def test_rnn_route_folds_per_model_constant_alpha(monkeypatch):
+    """A (K, 1, 1) alpha is constant within each model: the identity folds it per model (no fallback)."""
+    import neuroalrnn.model._rnn_identity as ri
+
+    plans = []
+    real = ri.plan
+    monkeypatch.setattr(ri, "plan", lambda *a: plans.append(real(*a)) or plans[-1])
+    P = [0, 2, 3]  # N = 2 forced units are linear in every model
+    z0, drive, A, W, force, alpha = _ensemble("per-model", torch.float64, P=P)
+    alpha = alpha.clone().requires_grad_()
+    out = alrnn_scan(z0, drive, A, W, P, force, alpha, backend="rnn")
+    assert plans == ["const"] * 3
+    ref = _per_model(alrnn_scan_reference, z0, drive, A, W, P, force, alpha)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, alpha, g)[0], torch.autograd.grad(ref, alpha, g)[0])

@@ -36,7 +36,10 @@ follow torch's NaN rules: ``relu(NaN) = NaN``, and ``relu'`` is 0 only at z <= 0
 ``"auto"``
     ``"numba"`` on CPU. On CUDA, a single model takes ``"rnn"``, or ``"triton"`` where the table of
     routes measured on this GPU model says it is faster at the nearest size
-    (``neuroalrnn.model._cuda_routes``, written by ``benchmarks/gpu_check.sh``); an ensemble takes
+    (``neuroalrnn.model._cuda_routes``: ``DEVICE``, the GPU's name, and ``MEASURED``,
+    ``{(B, T, M, P): {"rnn": ms, "triton": ms}}`` of forward+backward, written by
+    ``benchmarks/gpu_check.sh`` from ``benchmarks/bench_recurrence.py --device cuda``; a table
+    measured on another GPU model is not used); an ensemble takes
     ``"triton"`` (one launch for all models). Cases
     ``"rnn"`` cannot represent go to ``"triton"``; ``"loop"`` for other dtypes and devices,
     without triton, or for models whose ``W`` does not fit the kernels' shared memory (above 128
