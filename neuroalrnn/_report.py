@@ -205,7 +205,8 @@ td:first-child,th:first-child{{text-align:left}}.key{{background:#f4f6fa;padding
 (Mante et al. 2013), {d['n_units']} units, spike counts in {d['dt'] * 1e3:g} ms bins ({html.escape(d['source'])}).</p>
 
 <h2>1. Stimulus selection: accuracy against the number of ReLU units</h2>
-<p>AL-RNNs with M = {t['n_units']} units, P of them ReLU, trained by {ts['n_steps']} Adam steps (batch
+<p>AL-RNNs with M = {t['n_units']} units, P of them ReLU, trained together as one ensemble (each model
+with its own batches) by {ts['n_steps']} Adam steps (batch
 {tfs['batch_size']}, learning rate {tfs['lr']:g}, decay {tfs['lr_decay']:g} per step) on {ts['n_train']} trials, the
 parameters with the best validation accuracy kept. Accuracy on {t['n_test_trials']} new trials
 ({t['n_congruent']} congruent, where both streams point the same way, and {t['n_incongruent']} incongruent, where only
