@@ -1,4 +1,4 @@
-"""Command line: ``neuroalrnn demo | fit | compare | info``.
+"""Command line: ``neuroalrnn demo | fit | compare | study | info``.
 
 Errors a user can fix (bad options, files that fail validation, outputs that
 cannot be written, a full or read-only disk) end the program with exit status 2
@@ -213,6 +213,28 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from neuroalrnn.study import run_study, summarize_study, write_report
+
+    def ints(name, text):
+        try:
+            return [v.strip() if v.strip() == "M" else int(v) for v in text.split(",")]
+        except ValueError:
+            raise UsageError(f"--{name}: expected comma-separated integers, got {text!r}") from None
+
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    results = run_study(**({"tasks": tasks} if tasks else {}), p_values=ints("p", args.p),
+                        seeds=ints("seeds", args.seeds), cv=args.cv, n_units=args.n_units, quick=args.quick,
+                        mechanisms=not args.no_mechanisms, scheduler=args.scheduler, n_jobs=args.n_jobs,
+                        results_dir=args.results_dir, out=args.out, progress=not args.quiet)
+    summary = summarize_study(results)
+    table = summary[["criterion_mean", "criterion_sem", "solved", "p_corrected_holm"]].to_dataframe()
+    print(table.drop(columns=[c for c in ("family",) if c in table]).to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"wall time {float(results['wall_time'].sum()):.0f} s; results written to {args.out}, report to "
+          f"{write_report(results, args.report)}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (no usage dump), exit status 2."""
 
@@ -260,6 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", default="comparison.nc", help="scores as netCDF (default: %(default)s)")
     cmp_.add_argument("--quiet", action="store_true")
     cmp_.set_defaults(func=cmd_compare)
+    study = sub.add_parser("study", help="the nonlinearity study: task suite x numbers of ReLU units x seeds")
+    study.add_argument("--tasks", help="comma-separated tasks (default: all of neuroalrnn.tasks.SUITE)")
+    study.add_argument("--p", default="0,1,2,4,M", help="numbers of ReLU units, M = all (default: %(default)s)")
+    study.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    study.add_argument("--cv", type=int, default=2, help="folds (default: %(default)s)")
+    study.add_argument("--n-units", dest="n_units", type=int, help="M for every task (default: recommended)")
+    study.add_argument("--quick", action="store_true", help="tiny data and training (a smoke run)")
+    study.add_argument("--no-mechanisms", dest="no_mechanisms", action="store_true")
+    study.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
+    study.add_argument("--n-jobs", dest="n_jobs", type=int, default=1, help="local worker processes")
+    study.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")
+    study.add_argument("--out", default="study.nc", help="results as netCDF (default: %(default)s)")
+    study.add_argument("--report", default="study.html", help="HTML report (default: %(default)s)")
+    study.add_argument("--quiet", action="store_true")
+    study.set_defaults(func=cmd_study)
     return parser
 
 

@@ -104,3 +104,18 @@ def test_study_arguments_and_mechanism_scorers():
     assert mechanism_scorers("copy") == {} and set(mechanism_scorers("stimulus_selection")) == {"attractors"}
     for name in SHOWN:
         assert name.split(".")[0] in {"gating", "attractors", "memory", "sharing"}
+
+
+def test_cli_study_writes_results_and_report(tmp_path, capsys):
+    from neuroalrnn.cli import main
+
+    out, report = tmp_path / "s.nc", tmp_path / "s.html"
+    rc = main(["study", "--quick", "--tasks", "digits", "--p", "0,M", "--seeds", "0,1", "--quiet",
+               "--out", str(out), "--report", str(report)])
+    assert rc == 0 and out.exists() and report.exists()
+    res = xr.open_dataset(out)
+    assert res["task"].values.tolist() == ["digits"] and res["model"].values.tolist() == ["P=0", "P=6"]
+    assert "wall time" in capsys.readouterr().out
+    assert main(["study", "--quick", "--p", "0,x"]) == 2
+    assert "--p: expected comma-separated integers" in capsys.readouterr().err
+    assert main(["study", "--quick", "--tasks", "nope"]) == 2
