@@ -44,7 +44,7 @@ def _outputs(nb):
 def test_tutorials_are_percent_scripts_with_a_title_and_text_cells():
     jupytext = pytest.importorskip("jupytext")
     scripts = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
-    assert [p.stem[:2] for p in scripts] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in scripts] == ["01", "02", "03", "04", "05", "06"]
     assert not list(TUTORIALS.glob("*.ipynb"))  # notebooks are made from the scripts, not committed
     for path in scripts:
         text = path.read_text()
@@ -110,3 +110,13 @@ def test_05_cross_validated_comparison():
     assert "rerun identical: True" in text
     assert "Dask results identical to the local run: True" in text
     assert _images(nb) >= 1  # accuracy against P
+
+
+@pytest.mark.slow  # ~40 s: a quick study of 4 tasks and three single small fits
+def test_06_nonlinearity_study():
+    nb = run_tutorial("06_nonlinearity_study")
+    text = _outputs(nb)
+    assert "study: 4 tasks x 5 P x 2 seeds x 2 folds" in text and "held-out criterion score per task and P" in text
+    assert "accuracy[incongruent]" in text and "fraction of fits showing each mechanism" in text
+    assert "gating shown:" in text and "own subregions:" in text and "held at their own fixed point:" in text
+    assert _images(nb) >= 3  # scores against P, mechanism fractions, the gating raster

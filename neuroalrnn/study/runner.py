@@ -27,7 +27,7 @@ P_VALUES = (0, 1, 2, 4, "M")
 # quick mode: tiny data and training per task (a smoke run of the whole pipeline in seconds)
 _QUICK_DATA = {"stimulus_selection": {"n_trials": 40, "timing": {"stimulus": 0.3}},
                "addition": {"n_trials": 40, "T": 12}, "copy": {"n_trials": 40, "seq_len": 2, "delay": 2},
-               "flipflop": {"n_trials": 40, "T": 16}, "delayed_match": {"n_trials": 40, "delay": 2},
+               "flipflop": {"n_trials": 40, "T": 16, "p_flip": 0.2}, "delayed_match": {"n_trials": 40, "delay": 2},
                "multitask": {"n_trials": 48, "task_kwargs": {"addition": {"T": 8}, "copy": {"seq_len": 2, "delay": 2},
                                                              "flipflop": {"n_bits": 2, "T": 8},
                                                              "delayed_match": {"delay": 2}}},
