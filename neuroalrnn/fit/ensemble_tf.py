@@ -181,7 +181,9 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
                                                 sequence_length=sequence_length, alpha_schedule=alpha_schedule,
                                                 adapt_every=adapt_every, alpha_decay=alpha_decay, seeds=seeds,
                                                 device=ensemble.A.device)
-    members = ensemble.members()
+    # what the checks and observation models read of a member (building K ALRNNs costs ~ms each)
+    members = [types.SimpleNamespace(n_units=ensemble.n_units, n_relu=p, n_inputs=ensemble.n_inputs, A=ensemble.A[0])
+               for p in ensemble.n_relu]
     splits, stats, observations = [], [], []
     for k in range(K):
         train_ds, val_ds = _split(ds.isel(trial=train_trials[k]), val, seeds[k])
