@@ -6,8 +6,9 @@ ensemble (a single model is K = 1). No GPU is needed: Triton lowers the kernels 
 compiled path (not only the interpreter the CPU tests use) accepts the kernels, and shows
 registers, spill stack and shared memory (a launch fails above the GPU's per-block limit: 99 KiB
 on sm_86/89, 163 KiB on A100, 227 KiB on H100; see ``neuroalrnn.model._triton.fits``) per
-configuration that ``neuroalrnn.model._triton._config`` picks. Registers that spill to local
-memory slow the serial time loop; the speed itself can only be measured on a GPU
+configuration that ``neuroalrnn.model._triton._config`` picks, and whether a float32 dot was
+lowered to TF32 tensor-core instructions (it must not be: ``PRECISION = "ieee"``). Registers that
+spill to local memory slow the serial time loop; the speed itself can only be measured on a GPU
 (``benchmarks/gpu_check.sh``).
 
 Usage: python benchmarks/triton_compile_report.py [--arch 90] [--units 20 64 128] [--dtype fp32]
@@ -45,7 +46,12 @@ def compile_kernel(kernel, dtype: str, has_force: bool, n_units: int, arch: int)
     src = ASTSource(kernel, sig, {(names.index(k),): v for k, v in values.items()})
     options = dict(num_warps=cfg["num_warps"], enable_fp_fusion=True)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
-    return cfg, compiled.asm["cubin"], compiled.metadata.shared
+    return cfg, compiled.asm["cubin"], compiled.metadata.shared, compiled.asm["ptx"]
+
+
+def uses_tf32(ptx: str) -> bool:
+    """Whether the PTX multiplies float32 in TF32 (``mma``/``wgmma`` with .tf32 operands): not exact."""
+    return bool(re.search(r"\b(w?gmma|mma)\S*\.tf32", ptx))
 
 
 def resources(cubin: bytes) -> dict:
@@ -68,11 +74,11 @@ def main(argv=None):
     for M in args.units:
         for kernel in (ts._fwd_kernel, ts._bwd_kernel):
             for has_force in (False, True):
-                cfg, cubin, shared = compile_kernel(kernel, args.dtype, has_force, M, args.arch)
+                cfg, cubin, shared, ptx = compile_kernel(kernel, args.dtype, has_force, M, args.arch)
                 res = resources(cubin)
                 print(f"M={M:4d} {kernel.fn.__name__:12s} force={has_force!s:5s} BLOCK_M={cfg['BLOCK_M']:4d} "
                       f"warps={cfg['num_warps']:2d} registers={res.get('REG')} spill_stack={res.get('STACK')}B "
-                      f"shared={shared}B")
+                      f"tf32={uses_tf32(ptx)} shared={shared}B")
 
 
 if __name__ == "__main__":

@@ -294,6 +294,7 @@ def test_triton_kernels_compile_for_nvidia_gpus(tmp_path):
         lines += [line for line in run.stdout.splitlines() if "registers=" in line]
     assert len(lines) == 12, lines  # forward and backward, with and without forcing, per size
     assert all("registers=None" not in line for line in lines)
+    assert all("tf32=False" in line for line in lines), lines  # full-precision dots: no TF32 mma
     # all these sizes pass `fits`: they must launch on every GPU (at most 99 KiB of shared memory per block)
     shared = [int(line.split("shared=")[1].rstrip("B")) for line in lines]
     assert 0 < max(shared) <= 99 * 1024, lines
