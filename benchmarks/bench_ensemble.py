@@ -18,6 +18,7 @@ single-model fits on the same GPU (``--gpu-sequential`` of them, the time scaled
 
 Usage: python benchmarks/bench_ensemble.py [--cases demo,m64,tf] [--steps 600,300] [--busy both|idle|busy]
        python benchmarks/bench_ensemble.py --device cuda [--gpu-steps 200] [--gpu-sequential 8]
+       python benchmarks/bench_ensemble.py --dry-run   (the GPU comparison on CPU, tiny: tests the script)
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def cpu(args):
                 busy.join()
 
 
-def gpu(args):
+def gpu(args, device="cuda"):
     from neuroalrnn import ALRNN
     from neuroalrnn.fit.ensemble_task import fit_task_ensemble
     from neuroalrnn.fit.task import fit_task
@@ -141,25 +142,26 @@ def gpu(args):
     K, M, steps = args.gpu_models, 32, args.gpu_steps
     p_values = [(0, 4, 8, 16, 32)[k % 5] for k in range(K)]
     settings = dict(n_steps=steps, eval_every=50, lr=1e-2)
-    ALRNN(M, 4, 5, 1, device="cuda")  # CUDA context
-    fit_task(ALRNN(M, 4, 5, 1, seed=0, device="cuda"), ds, progress=False, **dict(settings, n_steps=5))
-    fit_task_ensemble(ALRNNEnsemble(M, p_values[:4], 5, 1, seeds=range(4), device="cuda"), ds,
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    fit_task(ALRNN(M, 4, 5, 1, seed=0, device=device), ds, progress=False, **dict(settings, n_steps=5))
+    fit_task_ensemble(ALRNNEnsemble(M, p_values[:4], 5, 1, seeds=range(4), device=device), ds,
                       seeds=list(range(4)), **dict(settings, n_steps=5))
-    torch.cuda.synchronize()
+    sync()
 
     def sequential():
         for k in range(args.gpu_sequential):
-            fit_task(ALRNN(M, p_values[k], 5, 1, seed=k, device="cuda"), ds, seed=k, progress=False, **settings)
-        torch.cuda.synchronize()
+            fit_task(ALRNN(M, p_values[k], 5, 1, seed=k, device=device), ds, seed=k, progress=False, **settings)
+        sync()
 
     def ensemble():
-        fit_task_ensemble(ALRNNEnsemble(M, p_values, 5, 1, seeds=range(K), device="cuda"), ds, seeds=list(range(K)),
+        fit_task_ensemble(ALRNNEnsemble(M, p_values, 5, 1, seeds=range(K), device=device), ds, seeds=list(range(K)),
                           **settings)
-        torch.cuda.synchronize()
+        sync()
 
     (ws, _), (we, _) = _timed(sequential), _timed(ensemble)
     seq_rate, ens_rate = 60 * args.gpu_sequential / ws, 60 * K / we
-    print(f"{torch.cuda.get_device_name()}: {K} models of M = {M}, {steps} steps, batch 64 x 37")
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU (dry run)"
+    print(f"{name}: {K} models of M = {M}, {steps} steps, batch 64 x 37")
     print(f"  sequential: {args.gpu_sequential} fits in {ws:.1f} s = {seq_rate:.1f} fits/min")
     print(f"  ensemble:   {K} fits in {we:.1f} s = {ens_rate:.1f} fits/min")
     print(f"  gain: {ens_rate / seq_rate:.1f}x the fits per minute (goal >= 50x)")
@@ -175,12 +177,17 @@ def main(argv=None):
     parser.add_argument("--gpu-models", type=int, default=256)
     parser.add_argument("--gpu-steps", type=int, default=200)
     parser.add_argument("--gpu-sequential", type=int, default=8)
+    parser.add_argument("--dry-run", action="store_true", help="the GPU comparison on CPU, tiny (tests the script)")
     args = parser.parse_args(argv)
     args.cases = args.cases.split(",")
     args.steps = [int(s) for s in args.steps.split(",")]
     args.busy = ["idle", "busy"] if args.busy == "both" else [args.busy]
     print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
-    (gpu if args.device == "cuda" else cpu)(args)
+    if args.dry_run:
+        args.gpu_models, args.gpu_steps, args.gpu_sequential = 8, 5, 2
+        gpu(args, "cpu")
+    else:
+        (gpu if args.device == "cuda" else cpu)(args)
 
 
 if __name__ == "__main__":
