@@ -326,16 +326,15 @@ def alrnn_scan(z0: torch.Tensor, drive: torch.Tensor, A: torch.Tensor, W: torch.
     args = (z0_, drive_, A_, W_, n_relu, force_, alpha_)
     if backend == "auto":
         backend = _auto(drive_)
-    states = None
     if backend == "rnn":
         from neuroalrnn.model._precision import pinned
         from neuroalrnn.model._rnn_identity import rnn_scan
 
         states = pinned(rnn_scan, *args[:-1], _constant_alpha(alpha, force_, single), alpha_)
-        backend = _exact_fallback(drive) if states is None else backend  # not representable, or redo
-    if states is not None:
-        pass
-    elif backend == "triton":
+        if states is not None:
+            return states[0] if single else states
+        backend = _exact_fallback(drive)  # not representable, or an exact redo is needed
+    if backend == "triton":
         try:
             from neuroalrnn.model._triton import triton_scan
         except ImportError as err:
