@@ -56,6 +56,7 @@ def test_quick_study_layout_and_file(quick):
     assert (gating.sel(task="addition", model="P=0") == 0).all()
     assert np.isnan(res["sharing.shared"].sel(task="multitask", model="P=0")).all()
     assert set(json.loads(res.attrs["config"])) == set(res["task"].values.tolist())
+    assert res["mse"].attrs["greater_is_better"] == 0 and res["accuracy"].attrs["greater_is_better"] == 1
     back = xr.open_dataset(where / "study.nc")
     xr.testing.assert_allclose(back["score"], res["score"])
     assert (where / "fits" / "addition").is_dir()

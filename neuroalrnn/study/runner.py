@@ -154,7 +154,8 @@ def run_study(tasks: Sequence[str] = SUITE, *, p_values: Sequence = P_VALUES, se
         walls.append(time.perf_counter() - start)
         crit = cfg["criterion"]
         res["solved"] = xr.DataArray(is_solved(task, res[crit["scorer"]].values), dims=res["score"].dims)
-        parts.append(res.drop_attrs() if hasattr(res, "drop_attrs") else res.assign_attrs({}))
+        res.attrs = {}  # the study's attrs replace compare's; the variables keep theirs (greater_is_better)
+        parts.append(res)
     joined = xr.concat(_union_variables(parts), dim="task", coords="different", compat="equals", join="outer")
     joined = joined.assign_coords(task=tasks)
     joined["wall_time"] = ("task", np.asarray(walls))
