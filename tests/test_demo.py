@@ -25,17 +25,18 @@ def report(tmp_path_factory):
     """One small demo run (tiny budgets) shared by the tests: its folder, summary and printed output."""
     out = tmp_path_factory.mktemp("demo") / "report"
     capture = pytest.MonkeyPatch()
-    printed = io.StringIO()
+    printed, bars = io.StringIO(), io.StringIO()  # not terminals, as when output goes to a log file
     capture.setattr(sys, "stdout", printed)
+    capture.setattr(sys, "stderr", bars)
     try:
         summary = run_demo(out=out, small=True, seed=0)
     finally:
         capture.undo()
-    return out, summary, printed.getvalue()
+    return out, summary, printed.getvalue(), bars.getvalue()
 
 
 def test_demo_says_what_it_does_how_long_and_where(report):
-    out, _, printed = report
+    out, _, printed, bars = report
     head = printed.split("[1/6]")[0]
     assert "six steps" in head and "About 15 s" in head
     assert str((out / "index.html").resolve()) in head
@@ -44,10 +45,12 @@ def test_demo_says_what_it_does_how_long_and_where(report):
     assert printed.count("done in") == 7  # the six steps and the report's writing
     assert "writing the report" in printed
     assert "cross-validated comparison of P" in printed
+    # progress bars do not flood a log (one redirected run once wrote 160 KB of carriage returns)
+    assert len(bars) < 2000, bars[:500]
 
 
 def test_demo_writes_a_complete_report(report):
-    out, summary, _ = report
+    out, summary, _, _ = report
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert set(summary["task"]["accuracy"]) == {"P=0", "P=2", "P=16"}
@@ -75,7 +78,7 @@ def test_demo_writes_a_complete_report(report):
 
 
 def test_report_puts_every_number_in_context(report):
-    out, summary, _ = report
+    out, summary, _, _ = report
     page = (out / "index.html").read_text()
     assert '<a href="summary.json">' in page
     assert f"neuroalrnn {__version__}" in page and "seed 0" in page
@@ -130,7 +133,7 @@ def test_report_opens_in_a_browser_with_every_image(report, tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
-    out, _, _ = report
+    out, _, _, _ = report
     loaded = _loaded_images(browser, out / "index.html")
     assert sorted(src for src, _ in loaded) == sorted(f"{n}.png" for n in FIGURES)
     assert all(ok == "true" for _, ok in loaded)
