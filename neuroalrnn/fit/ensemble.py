@@ -170,6 +170,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     clip = per_model("clip_grad_norm", clip_grad_norm, K,
                      lambda n, v: check_number(n, v, 0, open_low=True, optional=True))
     max_norm = torch.tensor([np.inf if c is None else c for c in clip], **f64)
+    clipping = any(c is not None for c in clip)
     patience = np.array([np.inf if p is None else p for p in
                          per_model("patience", patience, K, lambda n, v: _positive_int(n, v, optional=True))])
     seeds = per_model("seeds", seeds, K)
@@ -195,34 +196,10 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     bar = progress_bar(n_steps, desc="ensemble", unit="step", enabled=progress, initial=run.step)
     with threads_for(work), bar:
         while run.step < n_steps and run.active.any():
-            all_active = bool(run.active.all())
-            active = None if all_active else torch.as_tensor(run.active, device=device)
+            active = None if run.active.all() else torch.as_tensor(run.active, device=device)
             module.train()
             loss = objective(module, gather(train_data, batches(run.step), batches.valid))
-            for p in params:
-                p.grad = None
-            loss.sum().backward()
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            norms = model_norms(grads)
-            finite = torch.isfinite(loss) & torch.isfinite(norms)
-            if not bool(finite.all()):  # the one sync of a step
-                run.fail(finite.cpu().numpy(), torch.isfinite(loss).cpu().numpy(), params, last_good)
-                active = torch.as_tensor(run.active, device=device)
-                norms = torch.where(finite, norms, torch.zeros_like(norms))  # frozen: no NaN clip factor
-            if active is not None:  # frozen models: no update, and no NaN into their moments
-                for p, g in zip(params, grads):
-                    p.grad = torch.where(active.reshape((-1,) + (1,) * (g.ndim - 1)), g, g.new_zeros(()))
-                grads = [p.grad for p in params]
-            else:
-                for p, g in zip(params, grads):
-                    p.grad = g
-            if bool(torch.isfinite(max_norm).any()):
-                coef = clip_coefficients(norms, max_norm)
-                for g in grads:
-                    g.mul_(coef.to(g.dtype).reshape((-1,) + (1,) * (g.ndim - 1)))
-            for buf, p in zip(last_good, params):
-                buf.copy_(p.detach())
-            opt.step(active)
+            active = _update(params, loss, run, active, last_good, opt, max_norm if clipping else None)
             run.add_loss(loss.detach(), active)
             run.step += 1
             bar.update(1)
@@ -235,6 +212,40 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
         run.restore_best(params)
     elapsed = time.perf_counter() - t0
     return run.results(sign, elapsed, checkpoint, restore_best)
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (K,) mask shaped to broadcast against ``like`` (K, ...)."""
+    return mask.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def _update(params, loss, run, active, last_good, opt, max_norm):
+    """Backward of the (K,) losses, the per-model finiteness check, clipping and the stacked update.
+
+    Models whose loss or gradients are not finite are frozen (``run.fail``); frozen models get zero
+    gradients (no NaN reaches their moments) and no update. Returns the active mask (None: all).
+    """
+    for p in params:
+        p.grad = None
+    loss.sum().backward()
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    norms = model_norms(grads)
+    finite = torch.isfinite(loss) & torch.isfinite(norms)
+    if not bool(finite.all()):  # the one sync of a step
+        run.fail(finite.cpu().numpy(), torch.isfinite(loss).cpu().numpy(), params, last_good)
+        active = torch.as_tensor(run.active, device=loss.device)
+        norms = torch.where(finite, norms, torch.zeros_like(norms))  # frozen: no NaN clip factor
+    if active is not None:
+        grads = [torch.where(_expand(active, g), g, g.new_zeros(())) for g in grads]
+    if max_norm is not None:
+        coef = clip_coefficients(norms, max_norm)
+        for g in grads:
+            g.mul_(_expand(coef.to(g.dtype), g))
+    for p, g, buf in zip(params, grads, last_good):
+        p.grad = g
+        buf.copy_(p.detach())
+    opt.step(active)
+    return active
 
 
 class _Run:
@@ -300,14 +311,14 @@ class _Run:
         if better.any():
             mask = torch.as_tensor(better, device=self.best[0].device)
             for b, p in zip(self.best, self.params):
-                b.copy_(torch.where(mask.reshape((-1,) + (1,) * (p.ndim - 1)), p.detach(), b))
+                b.copy_(torch.where(_expand(mask, p), p.detach(), b))
 
     def restore_best(self, params):
         has = torch.as_tensor(self.best_step >= 0, device=params[0].device)
         if bool(has.any()):
             with torch.no_grad():
                 for p, b in zip(params, self.best):
-                    p.copy_(torch.where(has.reshape((-1,) + (1,) * (p.ndim - 1)), b, p))
+                    p.copy_(torch.where(_expand(has, p), b, p))
 
     def results(self, sign, elapsed, checkpoint, restore_best) -> list[TrainResult]:
         out = []
