@@ -88,10 +88,10 @@ def summarize_results(recording, task, dynamics, tf, geometry, comparison, setti
     import torch
 
     import neuroalrnn
+    from neuroalrnn.demo import chance
     from neuroalrnn.sample import sample_path
 
     test = task["test"]
-    correct = test["correct_choice"].values
     congruent = test["congruent"].values.astype(bool)
     acc = {f"P={p}": {"overall": float(a["overall"]), "congruent": float(a["congruent_accuracy"]),
                       "incongruent": float(a["incongruent_accuracy"])} for p, a in task["accuracy"].items()}
@@ -122,7 +122,7 @@ def summarize_results(recording, task, dynamics, tf, geometry, comparison, setti
                  "activity_units": units, "source": str(recording.attrs.get("source", ""))},
         "task": {"n_units": settings["n_units"], "n_test_trials": int(test.sizes["trial"]),
                  "n_congruent": int(congruent.sum()), "n_incongruent": int((~congruent).sum()),
-                 "chance": float(max(np.mean(correct == v) for v in np.unique(correct))),
+                 "chance": chance(test),
                  "accuracy": acc,
                  "ideal_observer": {"overall": float(ideal["overall"]), "congruent": float(ideal["congruent_accuracy"]),
                                     "incongruent": float(ideal["incongruent_accuracy"])}},
@@ -142,6 +142,7 @@ def summarize_results(recording, task, dynamics, tf, geometry, comparison, setti
                      "n_folds": int(sim["cka"].size), "n_components": 5},
         "comparison": {"n_trials": comparison["n_trials"], "cv": comparison["cv"], "n_steps": comparison["n_steps"],
                        "n_test_per_fold": res["n_test"].values.tolist(), "ideal_observer": comparison["ideal"],
+                       "chance": comparison["chance"],
                        "models": {str(m): {"mean": float(summ["mean"].sel(model=m)), "sem": float(summ["sem"].sel(model=m)),
                                            "folds": scores.sel(model=m).values.tolist()} for m in summ["model"].values},
                        "paired": diff},
@@ -250,7 +251,7 @@ against {geo['procrustes_shuffled']:.2f} rad shuffled.</p>
 <h2>5. Cross-validated comparison of P</h2>
 <p>{cmp_['cv']}-fold cross-validation on {cmp_['n_trials']} new trials; each model trained by {cmp_['n_steps']} Adam
 steps per fold. Held-out accuracy per fold (the same folds for every model), and mean &plusmn; SEM over folds. Ideal
-observer on these trials: {cmp_['ideal_observer']:.3f}; chance about 0.5.{paired}</p>
+observer on these trials: {cmp_['ideal_observer']:.3f}; chance {cmp_['chance']:.3f}.{paired}</p>
 {_table(["model", *(f"fold {i}" for i in range(n_folds)), "mean &plusmn; SEM"], cmp_rows)}
 {_figure("compare", captions["compare"])}
 </body></html>"""

@@ -143,7 +143,7 @@ def _compare(comparison, summary):
     plot.plot_score_vs_p(comparison["summary"], results=comparison["results"], ax=ax,
                          label="cross-validated held-out accuracy")
     ax.axhline(comparison["ideal"], color="k", lw=0.9, label="ideal observer")
-    ax.axhline(summary["task"]["chance"], color="0.5", lw=0.9, ls=":", label="chance")
+    ax.axhline(comparison["chance"], color="0.5", lw=0.9, ls=":", label="chance")
     ax.legend(fontsize=7, loc="lower right")
     return fig
 

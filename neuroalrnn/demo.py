@@ -180,7 +180,13 @@ def compare_step(seed: int, progress: bool, n_trials: int = 1500, n_steps: int =
                          "lr": TASK_FIT["lr"]} for p in P_VALUES}
     results = compare(ds, models, cv=cv, seeds=(seed,), progress=progress)
     return {"results": results, "summary": summarize(results), "ideal": float(ideal_observer(ds)["overall"]),
-            "n_trials": n_trials, "n_steps": n_steps, "cv": cv}
+            "chance": chance(ds), "n_trials": n_trials, "n_steps": n_steps, "cv": cv}
+
+
+def chance(ds) -> float:
+    """Accuracy of always giving the commoner correct answer: the chance level of a task set."""
+    correct = ds["correct_choice"].values
+    return float(max(np.mean(correct == v) for v in np.unique(correct)))
 
 
 def _plan(out: Path, small: bool) -> str:
