@@ -116,9 +116,9 @@ def _scored_steps(ds: xr.Dataset) -> np.ndarray:
 
 
 def _choice_ok(estimator, ds):
-    from neuroalrnn.fit.task import _choices, _response_steps
-
     import torch
+
+    from neuroalrnn.fit.task import _choices, _response_steps
 
     if _response_steps(ds) is None or "correct_choice" not in ds.coords:
         raise ValueError("scoring: 'accuracy' needs a choice task (trial coords 'response_onset' and "

@@ -122,3 +122,9 @@ def test_region_sharing_separate_and_shared():
     assert np.isnan(float(region_sharing(ALRNN(3, 0, len(names), ds.sizes["output"], seed=0), ds)["shared"]))
     states = model_states(one, ds)
     assert np.isnan(states[~ds["mask"].values]).all() and np.isfinite(states[ds["mask"].values]).all()
+
+
+def test_memory_attractors_needs_a_delay():
+    ds = delayed_match(4, n_stimuli=2, delay=0, seed=0)
+    with pytest.raises(ValueError, match="delay of at least 1 step"):
+        memory_attractors(ALRNN(4, 2, 3, 1, seed=0), ds)

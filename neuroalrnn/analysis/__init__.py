@@ -10,5 +10,6 @@ from neuroalrnn.analysis.similarity import (cca_correlations, cv_similarity, lin
 from neuroalrnn.analysis.alignment import (axes_to_latent, cosine_table, map_directions, principal_angles,
                                            slow_mode_alignment, slow_modes)
 from neuroalrnn.analysis.behavior import fit_psychometric, psychometric, psychometric_function, signed_contrast
+from neuroalrnn.analysis.mechanisms import context_attractors, marker_gating, memory_attractors, region_sharing
 from neuroalrnn.analysis.dsr import (hellinger_distance, n_step_prediction_error, power_spectrum_error,
                                      state_space_divergence)

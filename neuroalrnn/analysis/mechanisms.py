@@ -189,6 +189,8 @@ def _hold_points(ds: xr.Dataset, task: str):
         return use, last[use], [tuple(row) for row in bits[use].astype(int).tolist()], np.zeros(len(names))
     stim = np.nan_to_num(ds["inputs"].values[:, :, 1:]).any(-1)  # delayed match: sample, then test
     onsets = [np.flatnonzero(np.diff(np.r_[0, row.astype(int)]) == 1) for row in stim]
+    if any(len(o) < 2 for o in onsets):
+        raise ValueError("ds: every delayed-match trial needs a sample and a test apart (a delay of at least 1 step)")
     hold = np.array([o[1] - 1 for o in onsets])  # the last delay step before the test
     hold_input = np.zeros(len(names))
     hold_input[names.index("fixation")] = 1.0
