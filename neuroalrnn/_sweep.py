@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .utils import atomic_write
+from .utils import atomic_write, progress_bar
 
 CONNECT_TIMEOUT = 5.0  # seconds to wait for a scheduler address to answer
 _FORMAT = "neuroalrnn.sweep/2"  # /2: records carry a checksum
@@ -68,7 +68,7 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         Dask retries of a task that raised (worker death is retried by the scheduler
         regardless).
     progress : bool
-        Show a tqdm progress bar.
+        Show a progress bar (``neuroalrnn.utils.progress_bar``).
     connect_timeout : float
         Seconds to wait for a scheduler address before raising ``ConnectionError``.
 
@@ -109,7 +109,7 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
                           f"{', '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}", RuntimeWarning,
                           stacklevel=2)
     todo = [task for task in tasks if task["key"] not in results]
-    bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress)
+    bar = progress_bar(len(tasks), desc="fits", unit="fit", enabled=progress, initial=len(tasks) - len(todo))
 
     def finish(task, result):
         if not isinstance(result, dict):
@@ -119,8 +119,7 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         if store is not None:
             _write(store, task, result)
         results[task["key"]] = result
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
 
     try:
         if todo and scheduler is None and n_jobs == 1:
@@ -129,8 +128,7 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         elif todo:
             _run_dask(fn, todo, shared, scheduler, n_jobs, retries, connect_timeout, finish)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return [results[key] for key in keys]
 
 
@@ -313,11 +311,3 @@ def _write(store, task, result):
     record = {"format": _FORMAT, "task": task, "result": result, "checksum": _checksum(task, result)}
     with atomic_write(_path(store, task["key"])) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
-
-
-def _progress_bar(total, done, progress):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="fits", unit="fit")

@@ -43,9 +43,14 @@ def fingerprint(settings, model, train, val) -> dict:
             "init": digest(model.state_dict())}
 
 
+def _cuda_rng() -> list:
+    """The CUDA generators' states (empty where CUDA was never used in this process)."""
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+
+
 def save_checkpoint(path, model, opt, sched, state, best_state, fp):
     blob = {"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "fingerprint": fp,
+            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(), "fingerprint": fp,
             "state": {k: v for k, v in state.items() if k != "history"},
             "history": {k: [row.get(k, float("nan")) for row in state["history"]]
                         for k in dict.fromkeys(k for row in state["history"] for k in row)},
@@ -100,6 +105,9 @@ def load_checkpoint(path, model, opt, sched, state, fp):
         raise ValueError(f"checkpoint: {str(path)!r} does not match this model/optimizer ({err})") from err
     sched.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
+    cuda_rng = blob.get("cuda_rng") or []
+    if cuda_rng and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda_rng):
+        torch.cuda.set_rng_state_all(cuda_rng)  # forcing noise and windows drawn on the GPU resume identically
     state.update(blob["state"])
     hist = blob["history"]
     n = len(next(iter(hist.values()))) if hist else 0

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from neuroalrnn._threads import threads_for
-from neuroalrnn.utils import atomic_write, check_number, remove_stale_temps
+from neuroalrnn.utils import atomic_write, check_number, progress_bar, remove_stale_temps
 
 from neuroalrnn.fit._checkpoint import (CHECKPOINT_VERSION, RESUME_SETTINGS, fingerprint as _fingerprint,  # noqa: F401
                                         load_checkpoint as _load_checkpoint, save_checkpoint as _save_checkpoint)
@@ -179,8 +179,6 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
     >>> bool(res.history["train_loss"].iloc[-1] < 1e-3)
     True
     """
-    from tqdm import tqdm
-
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not callable(objective):
@@ -234,7 +232,7 @@ def train(model: torch.nn.Module, objective: Callable, train: Mapping[str, torch
 
     last_good = [p.detach().clone() for p in params]
     t0 = time.perf_counter()
-    bar = tqdm(total=int(n_steps), initial=state["step"], disable=not progress, desc="train", leave=False)
+    bar = progress_bar(int(n_steps), desc="train", unit="step", enabled=progress, initial=state["step"])
 
     def save():
         if checkpoint is not None:
