@@ -226,9 +226,8 @@ def run_sample(args):
                   f"fit {elapsed:.0f} s, best step {fitted.train_result_.best_step}", flush=True)
     print(f"  ground truth's expected counts, scored the same way: {fmt(d_truth)}")
     best = min(r[3] for r in rows)
-    print("  (D_stsp GMM in 60 dims: the mixture densities underflow below the reference's 1e-8 floor, so it reads")
-    print("   ~0 for any model; D_H with sigma = 20 bins flattens the 17-bin spectra of 33-step trials: both are")
-    print("   reported as the issue asks but do not discriminate here; the 3-PC binned D_stsp and sigma-2 D_H do.)")
+    print("  (D_H with sigma = 20 bins flattens the 17-bin spectra of 33-step trials: it is reported as the issue")
+    print("   asks but does not discriminate here; sigma-2 D_H does.)")
     print(f"goal (fitted <= 1.5 x ground truth): {'PASS' if best <= 1.5 else 'FAIL'} (best ratio {best:.3f})")
     return rows
 

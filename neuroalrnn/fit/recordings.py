@@ -114,7 +114,7 @@ def _check_fit_data(model, ds, n_obs, observation, tau, sequence_length):
     short = lengths <= tau
     if short.any():
         i = int(np.argmax(short))
-        raise ValueError(f"activity: trial {ds['trial'].values[i]!r} has {lengths[i]} valid steps, shorter than "
+        raise ValueError(f"activity: trial {ds['trial'].values[i].item()!r} has {lengths[i]} valid steps, shorter than "
                          f"the forcing interval plus one (tau + 1 = {tau + 1}); drop short trials or lower tau")
     if sequence_length is not None and sequence_length > lengths.max():
         raise ValueError(f"sequence_length: {sequence_length} exceeds the longest trial ({lengths.max()} steps)")

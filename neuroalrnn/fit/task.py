@@ -81,7 +81,7 @@ def _response_steps(ds):
     resp = (t[None, :] >= ds["response_onset"].values[:, None] - 1e-9 * ds.attrs["dt"]) & ds["mask"].values
     empty = ~resp.any(1)
     if empty.any():
-        raise ValueError(f"response_onset: trial {ds['trial'].values[np.argmax(empty)]!r} has no valid step "
+        raise ValueError(f"response_onset: trial {ds['trial'].values[np.argmax(empty)].item()!r} has no valid step "
                          "at or after its response onset")
     return resp / resp.sum(1, keepdims=True)
 
