@@ -25,7 +25,7 @@ import os
 import xarray as xr
 
 from neuroalrnn._cf import migrate_units
-from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
+from neuroalrnn.io._sniff import FORMATS, as_path, naming, reading, sniff
 from neuroalrnn.io.matlab import KOPPE2014_SPEC, MatSpec, read_mat
 from neuroalrnn.io.neurogym import from_neurogym
 from neuroalrnn.io.nwb import read_nwb
@@ -107,6 +107,7 @@ def load(path: str | os.PathLike, format: str | None = None, **options) -> xr.Da
     >>> load(path)["choice"].values.tolist()
     [1, -1, 1]
     """
+    path = as_path(path)
     kind = sniff(path)
     if format is not None:
         wanted = {"mat": ("mat5", "mat73"), "mat5": ("mat5",), "mat73": ("mat73",), "nwb": ("nwb",),
@@ -123,4 +124,5 @@ def load(path: str | os.PathLike, format: str | None = None, **options) -> xr.Da
         raise TypeError(f"{path}: netCDF files take no reader options, got {sorted(options)}")
     if kind in ("npz", "csv"):
         options.setdefault("format", kind)
-    return reader(path, **options)
+    with naming(path):  # bad input ends in one message that names the file
+        return reader(path, **options)

@@ -94,27 +94,26 @@ def as_path(path) -> Path:
     return path
 
 
-# what libraries raise on files whose bytes are damaged (besides ValueError/TypeError of their own)
-CORRUPT_ERRORS = (OSError, KeyError, IndexError, AttributeError, RuntimeError, RecursionError, EOFError,
-                  NotImplementedError, OverflowError, UnicodeDecodeError, LookupError, MemoryError,
-                  ArithmeticError, AssertionError, ValueError, TypeError)
-
-
 @contextmanager
 def reading(path, kind: str, part: str | None = None, keep: tuple = ()):
     """Turn what a library raises on a damaged file into one ``ValueError`` naming the file.
 
-    Wrap only the library's parsing, not this package's own checks: those already
+    Libraries raise almost any exception type on damaged bytes (OSError, KeyError,
+    zlib.error, BadZipFile, RecursionError, MemoryError, scipy's MatReadError, ...),
+    so wrap only the library's parsing, not this package's own checks: those already
     raise errors that name the field. An error whose message already names the file
-    passes through unchanged. ``part`` names the part being read (e.g. an NPZ key);
-    exceptions of the types in ``keep`` pass through for the caller to handle.
+    passes through unchanged, as does an ImportError (a missing optional package).
+    ``part`` names the part being read (e.g. an NPZ key); exceptions of the types in
+    ``keep`` pass through for the caller to handle.
     """
     try:
         yield
-    except CORRUPT_ERRORS as err:
+    except ImportError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
         if isinstance(err, keep):
             raise
-        if isinstance(err, (ValueError, TypeError, FileNotFoundError, ImportError)) and str(path) in str(err):
+        if isinstance(err, (ValueError, TypeError, FileNotFoundError)) and str(path) in str(err):
             raise
         what = FORMATS.get(kind, kind)
         if isinstance(err, MemoryError):
@@ -123,6 +122,18 @@ def reading(path, kind: str, part: str | None = None, keep: tuple = ()):
         where = f"{part} of {what}" if part else what
         raise ValueError(f"{path}: expected {where}, but it cannot be read (truncated or corrupt?): "
                          f"{type(err).__name__}: {str(err)[:200]}") from None
+
+
+@contextmanager
+def naming(path):
+    """Put the file's name in front of a ValueError/TypeError that does not name it yet."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        if str(path) in str(err):
+            raise
+        kind = ValueError if isinstance(err, ValueError) else TypeError  # subclasses take other arguments
+        raise kind(f"{path}: {err}") from None
 
 
 def _check_hdf5(path, kind):
@@ -136,33 +147,24 @@ def _check_hdf5(path, kind):
 def _hdf5_kind(path):
     import h5py
 
+    # only the attributes that tell the formats apart are touched: libhdf5 can crash or hang on a
+    # damaged attribute value, so the others (and their values) are left alone
     with reading(path, "hdf5"):
         with h5py.File(path, "r") as f:
-            attrs = {k: f.attrs[k] for k in _attr_names(f)}
+            nwb = "neurodata_type" in f.attrs and _text(f.attrs["neurodata_type"]) == "NWBFile"
+            nwb = nwb or ("nwb_version" in f.attrs and "general" in f)
+            netcdf = "_NCProperties" in f.attrs or "_nc3_strict" in f.attrs
             keys = set(f.keys())
             top = [obj for obj in (f.get(k) for k in keys) if obj is not None]  # a broken link gives None
-            has_dims = any(isinstance(obj, h5py.Dataset) and (
-                "DIMENSION_LIST" in obj.attrs or obj.attrs.get("CLASS") == b"DIMENSION_SCALE") for obj in top)
-            has_matlab = any("MATLAB_class" in obj.attrs for obj in top)
-    if attrs.get("neurodata_type") == "NWBFile" or ("nwb_version" in attrs and "general" in keys):
-        return "nwb"
-    if "_NCProperties" in attrs or "_nc3_strict" in attrs or has_dims:
-        return "netcdf"
-    if "#refs#" in keys or has_matlab:
-        return "mat73"
-    return "hdf5"
+            netcdf = netcdf or any(isinstance(obj, h5py.Dataset) and (
+                "DIMENSION_LIST" in obj.attrs or ("CLASS" in obj.attrs and _text(obj.attrs["CLASS"])
+                                                  == "DIMENSION_SCALE")) for obj in top)
+            matlab = "#refs#" in keys or any("MATLAB_class" in obj.attrs for obj in top)
+    return "nwb" if nwb else "netcdf" if netcdf else "mat73" if matlab else "hdf5"
 
 
-def _attr_names(obj):
-    """Attribute names whose values can be read; an unreadable attribute only matters if it is used."""
-    names = []
-    for name in obj.attrs.keys():
-        try:
-            obj.attrs[name]
-        except (OSError, KeyError, TypeError, ValueError):
-            continue
-        names.append(name)
-    return names
+def _text(value):
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 _YAML_LINE = re.compile(r"^\s*(-\s|[\w .-]+:(\s|$))")

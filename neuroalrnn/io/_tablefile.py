@@ -29,20 +29,23 @@ def read_csv(path, *, encoding: str | None = None, dtype=None, na_values=None):
         except (LookupError, TypeError):
             raise ValueError(f"encoding: {encoding!r} is not a text encoding Python knows") from None
     try:
-        frame, header = _parse(path, encoding or "utf-8", options)
-    except UnicodeDecodeError as err:
-        if encoding is not None:
-            raise ValueError(f"{path}: not {encoding} text ({err.reason} at byte {err.start}); "
-                             "pass the file's encoding=...") from None
         try:
-            frame, header = _parse(path, "cp1252", options)
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: neither UTF-8 nor Windows-1252/Latin-1 text ({err.reason} at byte "
-                             f"{err.start}); pass the file's encoding=... (e.g. 'utf-16')") from None
-        warnings.warn(f"{path}: not UTF-8 text; read it as Windows-1252 (Latin-1), as spreadsheet programs "
-                      "write it. Pass encoding=... if names or labels look wrong.", UserWarning, stacklevel=4)
+            frame, header = _parse(path, encoding or "utf-8", options)
+        except UnicodeDecodeError as err:
+            if encoding is not None:
+                raise ValueError(f"{path}: not {encoding} text ({err.reason} at byte {err.start}); "
+                                 "pass the file's encoding=...") from None
+            try:
+                frame, header = _parse(path, "cp1252", options)
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: neither UTF-8 nor Windows-1252/Latin-1 text ({err.reason} at byte "
+                                 f"{err.start}); pass the file's encoding=... (e.g. 'utf-16')") from None
+            warnings.warn(f"{path}: not UTF-8 text; read it as Windows-1252 (Latin-1), as spreadsheet "
+                          "programs write it. Pass encoding=... if names or labels look wrong.", UserWarning,
+                          stacklevel=4)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path}: expected {FORMATS['csv']}, but it cannot be parsed: {err}") from None
+        raise ValueError(f"{path}: expected {FORMATS['csv']}, but it cannot be parsed: "
+                         f"{' '.join(str(err).split())}") from None
     _check_header(path, header)
     _check_number_columns(path, frame, dtype)
     return frame

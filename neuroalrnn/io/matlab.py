@@ -20,7 +20,7 @@ import xarray as xr
 
 from neuroalrnn.io import _columns
 from neuroalrnn.io._matfile import _variables, load_mat_variable
-from neuroalrnn.io._sniff import as_path
+from neuroalrnn.io._sniff import as_path, naming
 
 __all__ = ["MatSpec", "KOPPE2014_SPEC", "read_mat", "load_mat_variable"]
 from neuroalrnn.schema import from_arrays, validate
@@ -135,24 +135,25 @@ def read_mat(path: str | os.PathLike, spec: MatSpec | None = None, *, dt: float 
     ([1, -1, 1], 'rat1')
     """
     path = as_path(path)
+    with naming(path):
+        return _read_mat(path, spec, dt, spec_fields)
+
+
+def _read_mat(path, spec, dt, spec_fields):
     table_options = {k: spec_fields.pop(k) for k in ("columns", "exclude") if k in spec_fields}
-    try:
-        if spec is None:
-            if "variable" not in spec_fields:
-                raise TypeError(f"a MATLAB file needs a MatSpec (`spec=`) or at least `variable=` (and a signal "
-                                f"field, unless the variable is a table of trials); the file holds "
-                                f"{_variables(path)}")
-            spec = MatSpec(**spec_fields)
-        elif spec_fields:
-            spec = MatSpec(**{**spec.__dict__, **spec_fields})
-    except TypeError as err:  # an unknown keyword
-        raise TypeError(f"{path}: {err}") from None
+    if spec is None:
+        if "variable" not in spec_fields:
+            raise TypeError(f"a MATLAB file needs a MatSpec (`spec=`) or at least `variable=` (and a signal "
+                            f"field, unless the variable is a table of trials); the file holds {_variables(path)}")
+        spec = MatSpec(**spec_fields)  # an unknown keyword is a TypeError that naming() prefixes
+    elif spec_fields:
+        spec = MatSpec(**{**spec.__dict__, **spec_fields})
     if spec.orientation not in ("feature_time", "time_feature"):
         raise ValueError(f"orientation: expected 'feature_time' or 'time_feature', got {spec.orientation!r}")
     if not any((spec.activity, spec.inputs, spec.targets)):
         return _read_table(path, spec.variable, **table_options)
     if table_options:
-        raise TypeError(f"{path}: columns/exclude select the fields of a table of trials; with signals, "
+        raise TypeError("columns/exclude select the fields of a table of trials; with signals, "
                         "name the per-trial fields with trial_vars=[...]")
     top = load_mat_variable(path, spec.variable)
     elements = _elements(top, spec.variable)
@@ -215,22 +216,19 @@ def _read_table(path, variable, columns=None, exclude=()):
     from neuroalrnn.io.tables import from_table
 
     top = load_mat_variable(path, variable)
-    try:
-        if isinstance(top, dict):
-            fields = _columns.select(top, columns, exclude)
-            table = {name: _vector(value, name) for name, value in fields.items()}
-        elif isinstance(top, np.ndarray) and top.dtype == object and top.size and \
-                all(isinstance(e, dict) for e in top.ravel()):
-            elements = list(top.ravel(order="F"))
-            fields = _columns.select({k: None for k in elements[0]}, columns, exclude)
-            table = {name: _per_element(elements, name) for name in fields}
-        else:
-            raise ValueError(f"{variable}: without activity/inputs/targets, expected a table of trials (a struct "
-                             f"of per-trial vectors, or a struct array with one element per trial), got "
-                             f"{getattr(top, 'shape', type(top).__name__)}")
-        ds = from_table(table, source=path.name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{path}: {err}") from None
+    if isinstance(top, dict):
+        fields = _columns.select(top, columns, exclude)
+        table = {name: _vector(value, name) for name, value in fields.items()}
+    elif isinstance(top, np.ndarray) and top.dtype == object and top.size and \
+            all(isinstance(e, dict) for e in top.ravel()):
+        elements = list(top.ravel(order="F"))
+        fields = _columns.select({k: None for k in elements[0]}, columns, exclude)
+        table = {name: _per_element(elements, name) for name in fields}
+    else:
+        raise ValueError(f"{variable}: without activity/inputs/targets, expected a table of trials (a struct "
+                         f"of per-trial vectors, or a struct array with one element per trial), got "
+                         f"{getattr(top, 'shape', type(top).__name__)}")
+    ds = from_table(table, source=path.name)
     ds.attrs.update(source_format="MATLAB", mat_variable=variable)
     return ds
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from neuroalrnn.io._sniff import FORMATS, as_path, reading, sniff
+from neuroalrnn.io._sniff import FORMATS, as_path, naming, reading, sniff
 from neuroalrnn.preprocess.spikes import check_grid_size, spike_units
 from neuroalrnn.schema import from_arrays, validate
 
@@ -93,8 +93,9 @@ def read_nwb(path: str | os.PathLike, *, align_event: str = "start_time",
     # a single series name is one name, not a sequence of characters
     activity, inputs, behavior = ([v] if isinstance(v, str) and v != "units" else v
                                   for v in (activity, inputs, behavior))
-    return _build(contents, path, align_event, window, bin_size, stop_event, output, activity,
-                  list(inputs), behavior)
+    with naming(path):
+        return _build(contents, path, align_event, window, bin_size, stop_event, output, activity,
+                      list(inputs), behavior)
 
 
 # ------------------------------------------------------------- reading (file open)

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalrnn.io import _columns
-from neuroalrnn.io._sniff import FORMATS, as_path, sniff
+from neuroalrnn.io._sniff import FORMATS, as_path, naming, sniff
 from neuroalrnn.io._tablefile import read_csv, read_npz
 from neuroalrnn.schema import from_arrays
 
@@ -81,10 +81,8 @@ def read_table(path: str | os.PathLike, format: str | None = None, *, encoding: 
             raise ValueError(f"{path}: key 'dt': expected the time step in seconds, got {dt!r}")
         options.setdefault("dt", float(dt))
     options.setdefault("source", path.name)
-    try:
+    with naming(path):
         return from_table(columns, **options)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{path}: {err}") from None
 
 
 def from_table(table, *, activity: str | Sequence[str] | None = None,
