@@ -49,6 +49,8 @@ def test_tutorials_are_percent_scripts_with_a_title_and_text_cells():
     for path in scripts:
         text = path.read_text()
         assert text.startswith('"""\n0'), f"{path.name}: sphinx-gallery needs the title docstring first"
+        title, underline = text.split("\n")[1:3]
+        assert set(underline) == {"="} and len(underline) >= len(title), f"{path.name}: title underline too short"
         nb = jupytext.read(path, fmt="py:percent")
         kinds = [c.cell_type for c in nb.cells]
         assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3, path.name

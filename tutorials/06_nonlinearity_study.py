@@ -1,6 +1,6 @@
 """
 06 - The nonlinearity study: when does a recurrent network need ReLU units, and what do they do?
-===============================================================================================
+================================================================================================
 
 The AL-RNN paper asks a question that no single task can answer: how much nonlinearity does a recurrent
 network need, and what does it do with it? Its answer covers a suite of tasks (memory benchmarks, a
