@@ -27,7 +27,7 @@ _MULTI = {"addition": {"T": 30}, "copy": {"seq_len": 3, "delay": 5}, "flipflop":
 
 _CONFIGS = {
     "stimulus_selection": {
-        "data": {"n_trials": 2000},
+        "data": {"n_trials": 4000},
         "params": {"n_units": 32, "init": "reference", "lr": 0.01, "lr_decay": 0.998, "n_steps": 600,
                    "batch_size": 128, "eval_every": 100, "select_metric": "val_accuracy"},
         "scoring": ["accuracy", "accuracy[congruent]", "accuracy[incongruent]", "accuracy[context=motion]",
