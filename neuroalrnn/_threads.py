@@ -11,7 +11,8 @@ Fits therefore run with one thread unless their work per step, ``batch * T * M^2
 * a call to ``torch.set_num_threads`` after neuroalrnn first ran a fit in this process (a count that
   differs from the one found then).
 
-The setting is restored when the fit ends, so the rest of a user's program is unaffected.
+The same count applies to the BLAS libraries numpy and scipy load (OpenBLAS threads spin-wait like
+torch's). Both settings are restored when the fit ends, so the rest of a user's program is unaffected.
 """
 
 from __future__ import annotations
@@ -78,9 +79,18 @@ def fit_threads(work: float) -> int:
     return 1 if work < CROSSOVER else torch.get_num_threads()
 
 
+def _blas_limits(n: int):
+    """Limit the loaded BLAS libraries to ``n`` threads within a block (no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 @contextlib.contextmanager
 def threads_for(work: float) -> Iterator[int]:
-    """Run the block with ``fit_threads(work)`` torch threads; restore the previous count after.
+    """Run the block with ``fit_threads(work)`` torch and BLAS threads; restore the previous counts after.
 
     Examples
     --------
@@ -96,7 +106,8 @@ def threads_for(work: float) -> Iterator[int]:
     if n != before:
         torch.set_num_threads(n)
     try:
-        yield n
+        with _blas_limits(n):
+            yield n
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)

@@ -223,8 +223,6 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
     ``out/summary.json``).
     """
     from neuroalrnn._report import summarize_results, write_report
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-
     from neuroalrnn._threads import threads_for
     from neuroalrnn.cli import summarize
     from neuroalrnn.sample import load_sample
@@ -244,9 +242,9 @@ def run_demo(out: str | Path = "neuroalrnn_report", quiet: bool = False, seed: i
     def step(name, func, *args, **kwargs):
         say(f"[{list(steps).index(name) + 1}/{len(steps)}] {steps[name]}")
         t0 = time.perf_counter()
-        # the analyses between fits are small too: the package's torch thread policy, and as many BLAS
-        # threads (numpy/scipy's, which busy-wait like torch's: 10x slower on a loaded 2-core machine)
-        with threads_for(WORK) as n, threadpool_limits(limits=n, user_api="blas"):
+        # the analyses between fits are small too: the package's thread policy for torch and BLAS
+        # (numpy/scipy's threads busy-wait like torch's: 10x slower on a loaded 2-core machine)
+        with threads_for(WORK):
             result = func(*args, **kwargs)
         timings[name] = round(time.perf_counter() - t0, 2)
         say(f"      done in {timings[name]:.1f} s")

@@ -50,6 +50,18 @@ def test_threads_for_restores_the_count_even_on_error():
     assert torch.get_num_threads() == before
 
 
+def test_blas_follows_the_torch_count_and_is_restored():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import numpy as np
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    blas = lambda: [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    before = blas()
+    with threads_for(1e5):
+        assert set(blas()) == {1}
+    assert blas() == before
+
+
 def test_train_runs_small_models_on_one_thread():
     seen = []
     net = torch.nn.Linear(3, 1)
