@@ -95,3 +95,30 @@ def migrate_units(ds: xr.Dataset) -> xr.Dataset:
     if bare_time:
         out.variables["time"].attrs = {**time_attrs(out.attrs["align_event"]), **out.variables["time"].attrs}
     return out
+
+
+def check_cf_attrs(ds, name, attrs) -> None:
+    """CF attributes, when present, are strings."""
+    for key in CF_ATTRS:
+        if key in attrs and not isinstance(attrs[key], str):
+            kind = "coordinate" if name in ds.coords else "variable"
+            raise TypeError(f"{kind} {name!r}: attrs[{key!r}] expected a string (CF conventions), "
+                            f"got {type(attrs[key]).__name__} ({attrs[key]!r:.40})")
+
+
+def signal_attrs(padded, units, long_names, attrs) -> dict:
+    """CF attrs of each signal in ``padded`` from the ``units``/``long_names`` mappings of from_arrays."""
+    units, long_names = dict(units or {}), dict(long_names or {})
+    for given, what in ((units, "units"), (long_names, "long_names")):
+        for key, value in given.items():
+            if key not in padded:
+                raise ValueError(f"{what}: {key!r} is not a signal of this dataset (has {sorted(padded)})")
+            if not isinstance(value, str):
+                raise TypeError(f"{what}[{key!r}]: expected a string, got {type(value).__name__}")
+    if "activity_units" in (attrs or {}):
+        units.setdefault("activity", str(attrs["activity_units"]))
+    out = {}
+    for name in padded:
+        out[name] = units_attrs(units.get(name), long_names.get(name))
+        out[name].setdefault("long_name", LONG_NAMES[name])
+    return out

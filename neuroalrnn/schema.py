@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuroalrnn._cf import CF_ATTRS, LONG_NAMES, set_units, time_attrs, units_attrs, units_of
+from neuroalrnn._cf import LONG_NAMES, check_cf_attrs, set_units, signal_attrs, time_attrs, units_of
 
 __all__ = ["validate", "from_arrays", "to_arrays", "trial_lengths", "is_missing", "set_units", "units_of"]
 
@@ -75,7 +75,7 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     for name, var in variables.items():
         if var.dtype == object:
             _check_objects(ds, name, var.values)
-        _check_cf_attrs(ds, name, var.attrs)
+        check_cf_attrs(ds, name, var.attrs)
     for key, value in ds.attrs.items():
         _check_attr(key, value)
     return ds
@@ -88,14 +88,6 @@ def _check_objects(ds, name, values):
             kind = "coordinate" if name in ds.coords else "variable"
             raise TypeError(f"{kind} {name!r}: object dtype holding a {type(item).__name__} ({item!r:.40}); "
                             "expected str values (None/NaN for missing), numbers or bools, which netCDF can store")
-
-
-def _check_cf_attrs(ds, name, attrs):
-    for key in CF_ATTRS:
-        if key in attrs and not isinstance(attrs[key], str):
-            kind = "coordinate" if name in ds.coords else "variable"
-            raise TypeError(f"{kind} {name!r}: attrs[{key!r}] expected a string (CF conventions), "
-                            f"got {type(attrs[key]).__name__} ({attrs[key]!r:.40})")
 
 
 def is_missing(values) -> np.ndarray:
@@ -295,7 +287,7 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
         data_vars["mask"] = (("trial", "time"), mask, {"long_name": LONG_NAMES["mask"]})
         time_unit = (attrs or {}).get("time_unit", "s")
         coords["time"] = ("time", t_start + dt * np.arange(T), time_attrs(align_event, time_unit))
-        var_attrs = _signal_attrs(padded, units, long_names, attrs)
+        var_attrs = signal_attrs(padded, units, long_names, attrs)
         for name, array in padded.items():
             array = np.where(mask[:, :, None], array, np.nan)
             data_vars[name] = (("trial", "time", SIGNALS[name]), array, var_attrs[name])
@@ -310,25 +302,8 @@ def from_arrays(activity=None, inputs=None, targets=None, *, dt: float = 1.0,
     ds_attrs = {"dt": float(dt), "align_event": align_event} if padded else {}
     ds_attrs.update(attrs or {})
     if "activity" in padded:
-        ds_attrs.pop("activity_units", None)  # now on the variable (see _signal_attrs)
+        ds_attrs.pop("activity_units", None)  # now on the variable (see signal_attrs)
     return validate(xr.Dataset(data_vars, coords=coords, attrs=ds_attrs))
-
-
-def _signal_attrs(padded, units, long_names, attrs):
-    units, long_names = dict(units or {}), dict(long_names or {})
-    for given, what in ((units, "units"), (long_names, "long_names")):
-        for key, value in given.items():
-            if key not in padded:
-                raise ValueError(f"{what}: {key!r} is not a signal of this dataset (has {sorted(padded)})")
-            if not isinstance(value, str):
-                raise TypeError(f"{what}[{key!r}]: expected a string, got {type(value).__name__}")
-    if "activity_units" in (attrs or {}):
-        units.setdefault("activity", str(attrs["activity_units"]))
-    out = {}
-    for name in padded:
-        out[name] = units_attrs(units.get(name), long_names.get(name))
-        out[name].setdefault("long_name", LONG_NAMES[name])
-    return out
 
 
 def _check_numeric(name, dtype, where=""):
