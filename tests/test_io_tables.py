@@ -282,6 +282,8 @@ def test_what_fits_no_rule_is_named_with_the_way_out(tmp_path):
         neuroalrnn.load(tmp_path / "c.npz", exclude=["source"])
     with pytest.raises(ValueError, match=r"column 'source': a single value whose name is one of the dataset's"):
         neuroalrnn.load(tmp_path / "c.npz", exclude=["z"])
+    ds = from_table({"choice": [1, -1], "subject": "rat1", "age_days": 90, "trained": np.bool_(True)})
+    assert ds.attrs["subject"] == "rat1" and ds.attrs["age_days"] == 90 and ds.attrs["trained"] == 1
 
 
 def test_ibl_trials_object_with_intervals_and_a_scalar(shared_data, tmp_path):

@@ -45,10 +45,10 @@ def split_scalars(columns: dict) -> tuple[dict, dict]:
     """(columns that are arrays, attributes from the 0-d ones)."""
     arrays, attrs = {}, {}
     for key, value in columns.items():
-        if not isinstance(value, np.ndarray) or value.ndim > 0:
+        if np.ndim(value) > 0:
             arrays[key] = value
             continue
-        item = value.item()
+        item = value.item() if isinstance(value, np.generic | np.ndarray) else value
         if isinstance(item, bytes):
             item = item.decode("utf-8", errors="replace")
         if isinstance(item, (bool, np.bool_)):
