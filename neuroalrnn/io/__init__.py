@@ -11,11 +11,15 @@ MATLAB v5    ``MATLAB 5.0 MAT-file`` header          :func:`read_mat`
 MATLAB v7.3  ``MATLAB 7.3`` header / HDF5 + #refs#   :func:`read_mat`
 netCDF       ``CDF`` header / HDF5 with netCDF attrs :func:`read_netcdf`
 NPZ          zip (``PK``) archive                    :func:`read_table`
-CSV          UTF-8 text (delimited, or one column)   :func:`read_table`
+CSV          UTF-8 or Latin-1 text (delimited, or     :func:`read_table`
+             one column)
 ============ ======================================= ==========================
 
 Every reader returns a validated dataset held fully in memory (no file handle
-is left open) and never writes anything.
+is left open) and never writes anything. A file that cannot be read ends in one
+``ValueError``, ``TypeError``, ``FileNotFoundError`` or ``ImportError`` whose
+message names the file (and the field or row), never in a library's traceback.
+pynapple objects convert with :func:`from_pynapple` and :func:`to_pynapple`.
 """
 
 from __future__ import annotations
