@@ -29,7 +29,7 @@ from neuroalrnn._threads import threads_for
 from neuroalrnn.fit._stacked import StackedOptimizer, clip_coefficients, model_norms
 from neuroalrnn.fit.trainer import TrainResult, _permutation
 from neuroalrnn.model.ensemble import per_model
-from neuroalrnn.utils import atomic_write, check_number, progress_bar
+from neuroalrnn.utils import atomic_write, check_number, progress_bar, remove_stale_temps
 
 CHECKPOINT_FORMAT = "neuroalrnn.ensemble/1"
 
@@ -187,6 +187,8 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     opt = StackedOptimizer(params, optimizer, lr, decay, wd)
     sign = 1.0 if select_mode == "min" else -1.0
     run = _Run(K, params, device)
+    if checkpoint is not None:
+        remove_stale_temps(Path(checkpoint).parent)  # what a killed run's interrupted write left
     if checkpoint is not None and Path(checkpoint).exists():
         run.load(checkpoint, module, opt, objective, fingerprint, seeds)
     last_good = [p.detach().clone() for p in params]
