@@ -15,7 +15,7 @@ steps), the number of linear subregions the free run visits, and the wall time o
 Goal: <= 20 minutes on 2 cores, success at P = 2 for at least 8 of 10 seeds (single-model seed 1:
 D_stsp 4.04, D_H 0.077 in 106 s; the authors' model: 3.52 / 0.143).
 
-Usage: python benchmarks/acceptance_lorenz_sweep.py [--n-steps 20000] [--jobs 2] [--out lorenz_sweep]
+Usage: python benchmarks/acceptance_lorenz_sweep.py [--n-steps 30000] [--jobs 2] [--out lorenz_sweep]
        python benchmarks/acceptance_lorenz_sweep.py --quick   (2 seeds x 3 P, 300 steps: tests the script)
 """
 
@@ -96,7 +96,7 @@ def report(rows, wall, load_before, load_after):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-steps", type=int, default=20000)
+    parser.add_argument("--n-steps", type=int, default=30000)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--p-values", default="0,1,2,3,4,5")
     parser.add_argument("--seeds", type=int, default=10)
