@@ -63,7 +63,10 @@ def plan(tasks: list[dict], estimators: dict, ensemble, n_jobs: int, device=None
     groups, singles = {}, []
     for task in tasks:
         key = group_key(estimators[task["model"]], device) if ensemble is not False else None
-        (singles.append(task) if key is None else groups.setdefault(key, []).append(task))
+        if key is None:
+            singles.append(task)
+        else:
+            groups.setdefault(key, []).append(task)
     cap = None if ensemble is True else int(ensemble)
     out = []
     for members in groups.values():
