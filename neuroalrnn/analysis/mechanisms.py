@@ -202,8 +202,9 @@ def memory_attractors(model, ds: xr.Dataset, *, task: str | None = None, n_steps
     """How each memory state is held: at its own stable fixed point, by transients, or on cycles.
 
     Memory states are the output patterns at each trial's end (flip-flop: the sign of every
-    bit, on the trials where every bit has been set) or the sample identity at the end of the delay (delayed match). The states there are
-    run on for ``n_steps`` under the holding input (no pulses; fixation only), and a memory
+    bit, on the trials where every bit has been set) or the sample identity at the end of the
+    delay (delayed match). The states there are run on for ``n_steps`` under the holding input
+    (no pulses; fixation only), and a memory
     state is *held at a fixed point* when all its trials come to rest (last step moves less
     than 1e-6 of the state's norm) at one point that no other memory state reaches.
     Memories not held at a fixed point are carried by memory-dependent transients (or cycles).

@@ -53,10 +53,11 @@ def score_table(summary: xr.Dataset) -> list[list[str]]:
         s = summary.sel(task=task)
         for m in summary["model"].values.tolist():
             r = s.sel(model=m)
+            ci = f"[{_fmt(float(r['diff_ci_low']))}, {_fmt(float(r['diff_ci_high']))}]"
             rows.append([task, f"{int(r['n_relu'])}", f"{_fmt(float(r['criterion_mean']))} &plusmn; "
                          f"{_fmt(float(r['criterion_sem']))}", f"{_fmt(float(r['solved']), 2)}",
-                         f"{_fmt(float(r['diff']))} [{_fmt(float(r['diff_ci_low']))}, {_fmt(float(r['diff_ci_high']))}]",
-                         _p(float(r["p_corrected_holm"])), _fmt(float(r["cohens_d"]), 2)])
+                         f"{_fmt(float(r['diff']))} {ci}", _p(float(r["p_corrected_holm"])),
+                         _fmt(float(r["cohens_d"]), 2)])
     return rows
 
 
