@@ -295,3 +295,26 @@ def test_structs_of_trials_are_tables(tmp_path):
         group.create_dataset("rt", data=np.array([[0.3], [0.5], [0.4]]).T).attrs["MATLAB_class"] = np.bytes_("double")
     ds = neuroalrnn.load(_v73(tmp_path / "t73.mat", v73), variable="trials")
     assert ds["choice"].values.tolist() == [1, -1, 1] and ds["rt"].values.tolist() == [0.3, 0.5, 0.4]
+
+
+@pytest.mark.parametrize("header, message", [
+    (0, r"expected a MATLAB v7\.3 MAT-file \(HDF5\), but it cannot be read \(truncated or corrupt\?\): RuntimeError"),
+    (1, r"/S: refers to an object that is missing or damaged \(KeyError"),
+    (2, r"/S/X: refers to an object that is missing or damaged \(KeyError"),
+])
+def test_v73_damaged_object_headers(tmp_path, header, message):
+    """h5py's RuntimeError/KeyError ('bad object header version number') used to escape as they were."""
+    def build(f):
+        _struct(f, "S").create_dataset("X", data=np.ones((4, 2))).attrs["MATLAB_class"] = np.bytes_("double")
+    path = tmp_path / "bad.mat"
+    with h5py.File(path, "w", userblock_size=512, libver="latest") as f:  # 'OHDR'-signed object headers
+        build(f)
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: test")
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 4) if data[i:i + 4] == b"OHDR"]  # root group, S, X
+    assert len(starts) == 3
+    data[starts[header] + 4] = 0xFF  # the version byte that follows the signature
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"bad\.mat: " + message):
+        neuroalrnn.load(path, variable="S", activity="X")
