@@ -304,11 +304,9 @@ def test_structs_of_trials_are_tables(tmp_path):
 ])
 def test_v73_damaged_object_headers(tmp_path, header, message):
     """h5py's RuntimeError/KeyError ('bad object header version number') used to escape as they were."""
-    def build(f):
-        _struct(f, "S").create_dataset("X", data=np.ones((4, 2))).attrs["MATLAB_class"] = np.bytes_("double")
     path = tmp_path / "bad.mat"
     with h5py.File(path, "w", userblock_size=512, libver="latest") as f:  # 'OHDR'-signed object headers
-        build(f)
+        _struct(f, "S").create_dataset("X", data=np.ones((4, 2))).attrs["MATLAB_class"] = np.bytes_("double")
     with open(path, "r+b") as fh:
         fh.write(b"MATLAB 7.3 MAT-file, Platform: test")
     data = bytearray(path.read_bytes())
