@@ -120,8 +120,9 @@ def reading(path, kind: str, part: str | None = None, keep: tuple = ()):
             raise ValueError(f"{path}: reading it as {what} asks for more memory than there is "
                              "(a corrupt size field?)") from None
         where = f"{part} of {what}" if part else what
+        detail = " ".join(str(err).split())[:200]  # one line, whatever the library wrote
         raise ValueError(f"{path}: expected {where}, but it cannot be read (truncated or corrupt?): "
-                         f"{type(err).__name__}: {str(err)[:200]}") from None
+                         f"{type(err).__name__}: {detail}") from None
 
 
 @contextmanager
