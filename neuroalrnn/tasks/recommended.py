@@ -38,7 +38,7 @@ _CONFIGS = {
                              "irrelevant stream and stays near chance on incongruent trials"}},
     "addition": {
         "data": {"n_trials": 4000, "T": 100},
-        "params": {"n_units": 32, "init": "normal", "lr": 0.003, "lr_decay": 0.9995, "n_steps": 4000,
+        "params": {"n_units": 32, "init": "normal", "lr": 0.003, "lr_decay": 0.99985, "n_steps": 12000,
                    "batch_size": 64, "eval_every": 250},
         "scoring": ["mse"],
         "criterion": {"scorer": "mse", "threshold": 0.01, "solved_below": True, "chance": 1 / 6,
