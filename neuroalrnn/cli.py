@@ -226,7 +226,7 @@ def cmd_study(args) -> int:
     results = run_study(**({"tasks": tasks} if tasks else {}), p_values=ints("p", args.p),
                         seeds=ints("seeds", args.seeds), cv=args.cv, n_units=args.n_units, quick=args.quick,
                         mechanisms=not args.no_mechanisms, scheduler=args.scheduler, n_jobs=args.n_jobs,
-                        results_dir=args.results_dir, out=args.out, progress=not args.quiet)
+                        device=args.device, results_dir=args.results_dir, out=args.out, progress=not args.quiet)
     summary = summarize_study(results)
     table = summary[["criterion_mean", "criterion_sem", "solved", "p_corrected_holm"]].to_dataframe()
     print(table.drop(columns=[c for c in ("family",) if c in table]).to_string(float_format=lambda x: f"{x:.3f}"))
@@ -292,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--no-mechanisms", dest="no_mechanisms", action="store_true")
     study.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
     study.add_argument("--n-jobs", dest="n_jobs", type=int, default=1, help="local worker processes")
+    study.add_argument("--device", help="cpu, cuda or auto (a GPU where there is one); default: each model's")
     study.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")
     study.add_argument("--out", default="study.nc", help="results as netCDF (default: %(default)s)")
     study.add_argument("--report", default="study.html", help="HTML report (default: %(default)s)")

@@ -80,7 +80,8 @@ def _union_variables(parts: list[xr.Dataset]) -> list[xr.Dataset]:
 
 def run_study(tasks: Sequence[str] = SUITE, *, p_values: Sequence = P_VALUES, seeds: Sequence[int] = (0, 1, 2),
               cv=2, n_units: int | None = None, quick: bool = False, mechanisms: bool = True, data_seed: int = 0,
-              scheduler=None, n_jobs: int = 1, results_dir=None, out=None, progress: bool = False) -> xr.Dataset:
+              scheduler=None, n_jobs: int = 1, device: str | None = None, results_dir=None, out=None,
+              progress: bool = False) -> xr.Dataset:
     """Run the nonlinearity study and return (optionally write) one results Dataset with a ``task`` dim.
 
     Parameters
@@ -101,8 +102,8 @@ def run_study(tasks: Sequence[str] = SUITE, *, p_values: Sequence = P_VALUES, se
         Extract the mechanisms of every fitted model (on its held-out fold).
     data_seed : int
         Seed of the task datasets.
-    scheduler, n_jobs, progress
-        As for :func:`neuroalrnn.compare.compare`.
+    scheduler, n_jobs, device, progress
+        As for :func:`neuroalrnn.compare.compare` (``device="auto"``: train on a GPU where there is one).
     results_dir : path, optional
         Folder of per-fit results (one subfolder per task); a rerun resumes from it.
     out : path, optional
@@ -150,7 +151,7 @@ def run_study(tasks: Sequence[str] = SUITE, *, p_values: Sequence = P_VALUES, se
             print(f"study: {task} ({ds.sizes['trial']} trials), P = {ps}, seeds {list(seeds)}", flush=True)
         start = time.perf_counter()
         res = compare(ds, models, cv=cv, seeds=seeds, scoring=scoring, scheduler=scheduler, n_jobs=n_jobs,
-                      results_dir=where, progress=progress)
+                      device=device, results_dir=where, progress=progress)
         walls.append(time.perf_counter() - start)
         crit = cfg["criterion"]
         res["solved"] = xr.DataArray(is_solved(task, res[crit["scorer"]].values), dims=res["score"].dims)
