@@ -140,7 +140,7 @@ def valid_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("valid")
     out = ValidFiles()
     for name, (write, options, native) in WRITERS.items():
-        path = folder / f"valid_{name}.dat"
+        path = folder / f"valid_{name}.{'nwb' if name == 'nwb' else 'dat'}"  # pynwb warns on other extensions
         write(path)
         assert check_contract(path, options) == "ok", name  # the undamaged file loads
         out[name] = (path.read_bytes(), options, native)
