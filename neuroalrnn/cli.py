@@ -38,9 +38,11 @@ def summarize(ds) -> str:
     coords = [name for name, c in ds.coords.items() if c.dims == ("trial",) and name != "trial"]
     if coords:
         lines.append(f"  trial coords: {', '.join(coords)}")
-    for key in ("source", "activity_units"):
-        if key in ds.attrs:
-            lines.append(f"  {key}: {ds.attrs[key]}")
+    if "source" in ds.attrs:
+        lines.append(f"  source: {ds.attrs['source']}")
+    for name in ("activity", "inputs", "targets"):  # CF units, where the reader knew them
+        if name in ds.data_vars and "units" in ds[name].attrs:
+            lines.append(f"  {name} units: {ds[name].attrs['units']}")
     return "\n".join(lines)
 
 

@@ -127,8 +127,8 @@ behaviour
 
 # %%
 rates = preprocess.gaussian_smooth(session, sigma=0.04)
-rates["activity"] = rates["activity"] / rates.attrs["dt"]
-rates.attrs["activity_units"] = "spikes/s"
+rates["activity"] = rates["activity"] / rates.attrs["dt"]  # arithmetic drops the variable's attrs: set them anew
+rates["activity"].attrs.update(units="Hz", long_name="smoothed firing rate")
 train = np.arange(n_trials) < 30
 z_train, stats = preprocess.zscore(rates, train=train)
 z_test, _ = preprocess.zscore(preprocess.select_trials(rates, ~train), stats=stats)  # held-out trials
