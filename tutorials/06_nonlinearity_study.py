@@ -57,7 +57,7 @@ for task in SUITE:
     cfg = recommended(task)
     c, p = cfg["criterion"], cfg["params"]
     rows.append({"task": task, "score": c["scorer"], "solved when": ("<= " if c["solved_below"] else ">= ")
-                 + f"{c['threshold']:g}", "chance": round(c["chance"], 3), "init": p["init"], "lr": p["lr"],
+                 + f"{c['threshold']:g}", "chance": c["chance"], "init": p["init"], "lr": p["lr"],
                  "steps": p["n_steps"]})
 pd.DataFrame(rows).set_index("task")
 

@@ -32,10 +32,11 @@ _CONFIGS = {
                    "batch_size": 128, "eval_every": 100, "select_metric": "val_accuracy"},
         "scoring": ["accuracy", "accuracy[congruent]", "accuracy[incongruent]", "accuracy[context=motion]",
                     "accuracy[context=color]", "ideal_gap", "ideal_gap[incongruent]"],
-        "criterion": {"scorer": "ideal_gap", "threshold": 0.02, "solved_below": True, "chance": 0.5,
+        "criterion": {"scorer": "ideal_gap", "threshold": 0.02, "solved_below": True, "chance": None,
                       "why": "within 2 points of the ideal observer (the sign of the cued stream summed over the "
-                             "stimulus epoch) on the same held-out trials; a linear network cannot ignore the "
-                             "irrelevant stream and stays near chance on incongruent trials"}},
+                             "stimulus epoch; ~0.76 correct) on the same held-out trials, whose gap to chance is "
+                             "~0.26; a linear network cannot ignore the irrelevant stream and stays near chance on "
+                             "incongruent trials"}},
     "addition": {
         "data": {"n_trials": 4000, "T": 100},
         "params": {"n_units": 32, "init": "normal", "lr": 0.003, "lr_decay": 0.99985, "n_steps": 12000,
