@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import ShuffleSplit
 
 from neuroalrnn.study import run_study, summarize_study, write_report
 
@@ -108,13 +109,16 @@ def main():
     parser.add_argument("--tasks", help="comma-separated tasks (suite part; default all)")
     parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2 for the suite, 0..9 for acceptance)")
     parser.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--folds", type=int, default=2,
+                        help="cross-validation folds; 1: one 50/50 split of the trials (default 2)")
     parser.add_argument("--results-dir", default="study_fits", help="per-fit results, for resuming")
     parser.add_argument("--out-dir", default="study_out", help="netCDF results and HTML reports")
     args = parser.parse_args()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs, n_jobs={args.n_jobs}, quick={args.quick}")
-    common = dict(quick=args.quick, n_jobs=args.n_jobs, progress=False)
+    cv = args.folds if args.folds > 1 else ShuffleSplit(n_splits=1, test_size=0.5, random_state=0)
+    common = dict(quick=args.quick, n_jobs=args.n_jobs, cv=cv, progress=False)
     if args.part == "suite":
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
         tasks = args.tasks.split(",") if args.tasks else None
