@@ -78,11 +78,13 @@ def markdown_conditions(results, task, names) -> str:
     return "\n".join(lines)
 
 
-def report(results, out_dir: Path, name: str, wall: float) -> None:
+def report(results, out_dir: Path, name: str, wall: float, cpu: float | None = None) -> None:
     summary = summarize_study(results)
     results.to_netcdf(out_dir / f"{name}.nc")
     write_report(results, out_dir / f"{name}.html")
     print(f"\n## {name}: wall time {wall:.0f} s ({wall / 60:.1f} min); load average after {os.getloadavg()}")
+    if cpu is not None:  # in-process runs: the CPU time is what 2 idle cores would share
+        print(f"CPU time of this process: {cpu:.0f} s ({cpu / 60:.1f} min; / 2 cores = {cpu / 120:.1f} min)")
     print("per task (s):", {t: round(float(w)) for t, w in zip(results["task"].values, results["wall_time"].values)})
     print("\n" + markdown_scores(results, summary))
     print("\n" + markdown_mechanisms(summary))
@@ -122,10 +124,11 @@ def main():
     if args.part == "suite":
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
         tasks = args.tasks.split(",") if args.tasks else None
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         res = run_study(**({"tasks": tasks} if tasks else {}), seeds=seeds,
                         results_dir=Path(args.results_dir) / "suite", **common)
-        report(res, out_dir, "suite", time.perf_counter() - start)
+        report(res, out_dir, "suite", time.perf_counter() - start,
+               time.process_time() - cpu if args.n_jobs == 1 else None)
     else:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(range(10))
         for task, p_values in (("stimulus_selection", [0, 1, 2, 4, "M"]), ("addition", [0, 2])):
