@@ -23,7 +23,9 @@ from typing import Iterator
 
 import torch
 
-CROSSOVER = 1e9  # batch * T * M^2 per step; below it one thread was faster on every machine state measured
+# batch * T * M^2 per step. On two cores one thread was faster at every size measured, up to 3.4e9,
+# idle and loaded (benchmarks/RESULTS.md); above it, where no measurement says otherwise, all threads.
+CROSSOVER = 4e9
 _ENV = ("NEUROALRNN_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _chosen: int | None = None     # set_num_threads
 _seen: int | None = None       # torch's thread count when neuroalrnn first looked at it
