@@ -44,7 +44,7 @@ _FORMAT = "neuroalrnn.sweep/2"  # /2: records carry a checksum
 def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared: Any = None,
               scheduler=None, n_jobs: int = 1, results_dir: str | os.PathLike | None = None,
               retries: int = 0, progress: bool = False,
-              connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
+              connect_timeout: float = CONNECT_TIMEOUT, stored: dict | None = None) -> list[dict]:
     """Run ``fn(task, shared)`` for every task and return the results in task order.
 
     Parameters
@@ -71,6 +71,9 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         Show a progress bar (``neuroalrnn.utils.progress_bar``).
     connect_timeout : float
         Seconds to wait for a scheduler address before raising ``ConnectionError``.
+    stored : dict, optional
+        The tasks' results the caller already read from ``results_dir`` (:func:`read_stored`),
+        so that records are read, and damaged ones reported, once; None reads them here.
 
     Returns
     -------
@@ -98,16 +101,7 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         if store.exists() and not store.is_dir():
             raise ValueError(f"results_dir: {str(store)!r} exists and is not a folder")
         store.mkdir(parents=True, exist_ok=True)
-        damaged = []
-        for task in tasks:
-            found = _read(store, task, damaged)
-            if found is not None:
-                results[task["key"]] = found
-        if damaged:
-            warnings.warn(f"results_dir: {len(damaged)} stored result(s) in {str(store)!r} failed their check "
-                          f"(truncated, edited or from another version) and are recomputed: "
-                          f"{', '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}", RuntimeWarning,
-                          stacklevel=2)
+        results = dict(stored) if stored is not None else read_stored(store, tasks, stacklevel=2)
     todo = [task for task in tasks if task["key"] not in results]
     bar = progress_bar(len(tasks), desc="fits", unit="fit", enabled=progress, initial=len(tasks) - len(todo))
 
@@ -283,6 +277,25 @@ def _path(store, key):
 def _checksum(task, result):
     canonical = json.dumps([task, result], sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_stored(store, tasks, *, stacklevel: int = 2) -> dict:
+    """The stored results of ``tasks`` in ``store`` by key; damaged records are named in one warning.
+
+    A record failing its check (truncated, edited, from another version) is left out, so its task
+    is recomputed and the record overwritten.
+    """
+    found, damaged = {}, []
+    for task in tasks:
+        result = _read(store, task, damaged)
+        if result is not None:
+            found[task["key"]] = result
+    if damaged:
+        warnings.warn(f"results_dir: {len(damaged)} stored result(s) in {str(store)!r} failed their check "
+                      f"(truncated, edited or from another version) and are recomputed: "
+                      f"{', '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}", RuntimeWarning,
+                      stacklevel=stacklevel + 1)
+    return found
 
 
 def _read(store, task, damaged: list | None = None):

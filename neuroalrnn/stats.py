@@ -151,3 +151,116 @@ def paired_comparisons(scores: xr.DataArray, *, test_train_ratio: float, confide
                       attrs={"test": "Nadeau-Bengio corrected resampled t-test over (fold, seed) pairs; Wilcoxon "
                                      "signed-rank; Holm over the model pairs",
                              "test_train_ratio": float(test_train_ratio), "confidence": float(confidence)})
+
+
+def summarize(results: xr.Dataset, variable: str = "score") -> xr.Dataset:
+    """Mean, SEM and paired tests of held-out scores across (fold, seed) pairs.
+
+    Each (fold, seed) pair is one sample; models are compared on the pairs where both
+    have a finite score, by a paired t-test (``scipy.stats.ttest_rel``) and a Wilcoxon
+    signed-rank test (NaN where it is undefined, e.g. all differences zero). As the folds
+    share training trials, the corrected resampled t-test (Nadeau-Bengio, variance inflated
+    by 1/J + n_test/n_train; :func:`neuroalrnn.stats.paired_comparisons`) is the one to read;
+    it comes with the mean difference's confidence interval, Cohen's d_z and Holm-adjusted
+    p-values over the model pairs.
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        ``compare``'s output.
+    variable : str
+        The score to summarize: ``"score"`` or a ``scoring=`` variable (e.g.
+        ``"accuracy[incongruent]"``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean``, ``sem``, ``n`` (model); ``diff`` (mean of model - other), ``t_statistic``,
+        ``t_pvalue``, ``wilcoxon_pvalue`` (model, other; uncorrected), and from
+        :func:`neuroalrnn.stats.paired_comparisons`: ``diff_ci_low``, ``diff_ci_high``,
+        ``cohens_d``, ``t_corrected``, ``df``, ``p_corrected``, ``p_corrected_holm``,
+        ``p_wilcoxon_holm``, ``n_pairs``; coords of ``model`` kept.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> res = xr.Dataset({"score": (("model", "fold", "seed"), [[[0.5], [0.6], [0.55]], [[0.9], [0.8], [0.95]]])},
+    ...                  coords={"model": ["a", "b"]})
+    >>> s = summarize(res)
+    >>> round(float(s["mean"].sel(model="b")), 3), round(float(s["diff"].sel(model="b", other="a")), 3)
+    (0.883, 0.333)
+    """
+    from scipy import stats
+
+    if not isinstance(results, xr.Dataset) or "score" not in results:
+        raise TypeError("results: expected the xarray.Dataset returned by compare (with a 'score' variable)")
+    if variable not in results.data_vars:
+        raise ValueError(f"variable: {variable!r} is not in the results; have {sorted(results.data_vars)}")
+    score = results[variable]
+    if set(score.dims) != {"model", "fold", "seed"}:
+        raise ValueError(f"results[{variable!r}]: expected dims (model, fold, seed), got {score.dims}")
+    x = score.transpose("model", "fold", "seed").values.reshape(score.sizes["model"], -1)
+    n = np.isfinite(x).sum(1)
+    mean = np.array([np.nanmean(row) if k else np.nan for row, k in zip(x, n)])
+    sem = np.array([np.nanstd(row, ddof=1) / np.sqrt(k) if k > 1 else np.nan for row, k in zip(x, n)])
+    m = len(x)
+    diff, tstat, tp, wp = (np.full((m, m), np.nan) for _ in range(4))
+    for i in range(m):
+        for j in range(m):
+            if i == j:
+                continue
+            ok = np.isfinite(x[i]) & np.isfinite(x[j])
+            if ok.sum() < 2:
+                continue
+            d = x[i, ok] - x[j, ok]
+            diff[i, j] = d.mean()
+            if np.allclose(d, d[0]):  # no variance: tests undefined
+                continue
+            res = stats.ttest_rel(x[i, ok], x[j, ok])
+            tstat[i, j], tp[i, j] = res.statistic, res.pvalue
+            try:
+                wp[i, j] = stats.wilcoxon(x[i, ok], x[j, ok]).pvalue
+            except ValueError:
+                pass
+    model_coords = {k: v for k, v in score.coords.items() if v.dims == ("model",)}
+    other_coords = {"other": score["model"].values}
+    pair = ("model", "other")
+    ratio = _test_train_ratio(results)
+    corrected = paired_comparisons(score, test_train_ratio=ratio).drop_vars(["diff", "p_wilcoxon"])
+    return xr.Dataset({"mean": ("model", mean), "sem": ("model", sem), "n": ("model", n),
+                       "diff": (pair, diff), "t_statistic": (pair, tstat), "t_pvalue": (pair, tp),
+                       "wilcoxon_pvalue": (pair, wp)},
+                      coords={**model_coords, **other_coords},
+                      attrs={"unit": "one sample per (fold, seed) pair; paired across models", "variable": variable,
+                             **score.attrs, **corrected.attrs}).merge(corrected, compat="no_conflicts", join="exact",
+                                                                      combine_attrs="drop_conflicts")
+
+
+def _test_train_ratio(results: xr.Dataset) -> float:
+    """Mean n_test / mean n_train of the folds (n_train from the folds' n_test when results predate it).
+
+    NaN when the results carry no fold sizes: the corrected tests are then NaN.
+    """
+    if "n_test" not in results.coords:
+        return float("nan")
+    n_test = results["n_test"].values.astype(float)
+    n_train = results["n_train"].values.astype(float) if "n_train" in results.coords else n_test.sum() - n_test
+    return float(n_test.mean() / n_train.mean())
+
+
+def table(summary: xr.Dataset) -> "pandas.DataFrame":  # noqa: F821
+    """The summary as a pandas table (one row per model: n_relu, mean, sem, n).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> s = xr.Dataset({"mean": ("model", [0.5]), "sem": ("model", [0.1]), "n": ("model", [3])},
+    ...                coords={"model": ["a"]})
+    >>> table(s).columns.tolist()
+    ['mean', 'sem', 'n']
+    """
+    cols = [c for c in ("n_relu", "family") if c in summary.coords] + ["mean", "sem", "n"]
+    df = summary[["mean", "sem", "n"]].to_dataframe()
+    for c in cols[:-3]:
+        df[c] = summary[c].values
+    return df[cols]

@@ -154,8 +154,19 @@ def test_resume_after_an_interruption_is_identical(tmp_path):
     for a, b in zip(resumed, expected):
         assert (a.best_step, a.n_steps, a.stopped_early) == (b.best_step, b.n_steps, b.stopped_early)
         np.testing.assert_array_equal(a.history.to_numpy(), b.history.to_numpy())
-    with pytest.raises(ValueError, match="other data, settings or seeds"):
-        train_ensemble(Linear(2), mse, data, [range(48), range(40)], checkpoint=ckpt, **dict(kw, fingerprint="b"))
+    other_data = {k: v.clone() for k, v in data.items()}
+    other_data["y"][3] += 1.0
+    for change, args, extra in [("the fingerprint label", (data, [range(48), range(40)]), {"fingerprint": "b"}),
+                                ("lr changed", (data, [range(48), range(40)]), {"lr": [0.05, 0.03]}),
+                                ("batch_size changed", (data, [range(48), range(40)]), {"batch_size": 16}),
+                                ("the data changed", (other_data, [range(48), range(40)]), {}),
+                                ("the training trials", (data, [range(48), range(41)]), {}),
+                                ("the validation trials", (data, [range(48), range(40)]),
+                                 {"val_index": [range(48, 64), range(51, 64)]}),
+                                ("the seeds", (data, [range(48), range(40)]), {"seeds": [0, 2]})]:
+        with pytest.raises(ValueError, match=change):
+            train_ensemble(Linear(2), mse, *args, checkpoint=ckpt, **dict(kw, **extra))
+    assert torch.load(ckpt, weights_only=True)["step"] == 40  # a refused resume leaves the checkpoint as it was
 
 
 def test_bad_settings_are_named(ds):

@@ -1,9 +1,10 @@
-"""Training: a generic resumable trainer and task fitting on TrialDatasets."""
+"""Training: a generic resumable trainer, task fitting and teacher forcing, one model or an ensemble."""
 
 from neuroalrnn.fit.trainer import NonFiniteLossError, TrainResult, train
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError", "fit_task", "task_accuracy", "task_outputs",
-           "model_choices", "fit_teacher_forcing", "TeacherForcingObjective", "ObservedALRNN"]
+           "model_choices", "fit_teacher_forcing", "TeacherForcingObjective", "ObservedALRNN",
+           "train_ensemble", "fit_task_ensemble", "fit_teacher_forcing_ensemble"]
 
 
 def __getattr__(name):
@@ -19,4 +20,16 @@ def __getattr__(name):
         from neuroalrnn.fit import observation
 
         return getattr(observation, name)
+    if name == "train_ensemble":
+        from neuroalrnn.fit.ensemble import train_ensemble
+
+        return train_ensemble
+    if name == "fit_task_ensemble":
+        from neuroalrnn.fit.ensemble_task import fit_task_ensemble
+
+        return fit_task_ensemble
+    if name == "fit_teacher_forcing_ensemble":
+        from neuroalrnn.fit.ensemble_tf import fit_teacher_forcing_ensemble
+
+        return fit_teacher_forcing_ensemble
     raise AttributeError(f"module 'neuroalrnn.fit' has no attribute {name!r}")

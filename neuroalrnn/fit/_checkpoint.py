@@ -113,3 +113,23 @@ def load_checkpoint(path, model, opt, sched, state, fp):
     n = len(next(iter(hist.values()))) if hist else 0
     state["history"] = [{k: v[i] for k, v in hist.items()} for i in range(n)]
     return blob["best_model"]
+
+
+def ensemble_fingerprint(label, settings, tables, train_index, val_index, seeds) -> dict:
+    """What an ensemble checkpoint was written for: the caller's label, settings, data tables, trials, seeds."""
+    def indices(index):
+        return None if index is None else digest({str(k): torch.as_tensor(list(map(int, i))) for k, i in
+                                                  enumerate(index)})
+    return {"label": str(label), "settings": {k: repr(v) for k, v in settings.items()}, "data": digest(*tables),
+            "train": indices(train_index), "val": indices(val_index), "seeds": [int(s) for s in seeds]}
+
+
+def ensemble_changes(saved, now) -> list[str]:
+    """What differs between an ensemble checkpoint's fingerprint and this run's (see ensemble_fingerprint)."""
+    if not isinstance(saved, dict):
+        return ["it was written without a fingerprint of its data and settings"]
+    changed = [name for name in now["settings"] if saved.get("settings", {}).get(name) != now["settings"][name]]
+    changes = [f"{', '.join(changed)} changed"] if changed else []
+    names = {"label": "the fingerprint label", "data": "the data", "train": "the training trials",
+             "val": "the validation trials", "seeds": "the seeds"}
+    return changes + [f"{text} changed" for key, text in names.items() if saved.get(key) != now[key]]

@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 
 from neuroalrnn._threads import threads_for
+from neuroalrnn.fit._checkpoint import ensemble_changes, ensemble_fingerprint
 from neuroalrnn.fit._stacked import StackedOptimizer, clip_coefficients, model_norms
 from neuroalrnn.fit.trainer import TrainResult, _permutation
 from neuroalrnn.model.ensemble import per_model
 from neuroalrnn.utils import atomic_write, check_number, progress_bar, remove_stale_temps
 
-CHECKPOINT_FORMAT = "neuroalrnn.ensemble/1"
+CHECKPOINT_FORMAT = "neuroalrnn.ensemble/2"  # /2: the fingerprint covers settings, data and trials
 
 
 def _positive_int(name, value, optional=False):
@@ -128,7 +129,8 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
         Written atomically every ``checkpoint_every`` steps (default: every evaluation) and at the
         end; if it exists, training resumes from it (its ``fingerprint`` must match).
     fingerprint : str
-        Identifies the run in the checkpoint (e.g. a hash of data and settings).
+        A label of the run. A checkpoint records it with the settings, a hash of the data, each
+        model's trials and the seeds; a resume where any of them differs is refused, naming it.
     batch_keys : sequence of str, optional
         The keys of ``data`` the training objective reads (default: all); validation batches get all.
     progress : bool
@@ -187,10 +189,14 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     opt = StackedOptimizer(params, optimizer, lr, decay, wd)
     sign = 1.0 if select_mode == "min" else -1.0
     run = _Run(K, params, device)
+    settings = dict(optimizer=optimizer, lr=lr.tolist(), lr_decay=decay.tolist(), weight_decay=wd.tolist(),
+                    clip_grad_norm=clip, batch_size=batch_size, eval_every=eval_every, select_metric=select_metric,
+                    select_mode=select_mode)
+    fingerprint = ensemble_fingerprint(fingerprint, settings, (data, val_data), train_index, val_index, seeds)
     if checkpoint is not None:
         remove_stale_temps(Path(checkpoint).parent)  # what a killed run's interrupted write left
     if checkpoint is not None and Path(checkpoint).exists():
-        run.load(checkpoint, module, opt, objective, fingerprint, seeds)
+        run.load(checkpoint, module, opt, objective, fingerprint)
     last_good = [p.detach().clone() for p in params]
     t0 = time.perf_counter()
     steps = max((v.shape[1] for v in data.values() if v.ndim > 1), default=1)
@@ -209,7 +215,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
                 run.evaluate(module, objective, val, evaluate, opt, select_metric, sign, patience)
             if run.step % checkpoint_every == 0 or run.step == n_steps or not run.active.any():
                 if checkpoint is not None:
-                    run.save(checkpoint, module, opt, objective, fingerprint, seeds)
+                    run.save(checkpoint, module, opt, objective, fingerprint)
     if restore_best:
         run.restore_best(params)
     elapsed = time.perf_counter() - t0
@@ -338,8 +344,8 @@ class _Run:
         return out
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path, module, opt, objective, fingerprint, seeds):
-        blob = {"format": CHECKPOINT_FORMAT, "fingerprint": str(fingerprint), "seeds": [int(s) for s in seeds],
+    def save(self, path, module, opt, objective, fingerprint):
+        blob = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
                 "step": self.step, "module": module.state_dict(), "best": self.best,
                 "optimizer": opt.state_dict(), "loss_sum": self.loss_sum, "loss_count": self.loss_count,
                 "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
@@ -351,16 +357,20 @@ class _Run:
         with atomic_write(path) as tmp:
             torch.save(blob, tmp)
 
-    def load(self, path, module, opt, objective, fingerprint, seeds):
+    def load(self, path, module, opt, objective, fingerprint):
         try:
             blob = torch.load(path, weights_only=True, map_location=self.loss_sum.device)
         except Exception as err:  # noqa: BLE001 - a tampered or foreign file
             raise ValueError(f"checkpoint: could not read {str(path)!r} as an ensemble checkpoint ({err})") from err
+        if isinstance(blob, dict) and blob.get("format") == "neuroalrnn.ensemble/1":
+            raise ValueError(f"checkpoint: {str(path)!r} was written by an older neuroalrnn that did not record its "
+                             "data and settings; delete it to train afresh")
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: {str(path)!r} is not a neuroalrnn ensemble checkpoint")
-        if blob["fingerprint"] != str(fingerprint) or blob["seeds"] != [int(s) for s in seeds]:
-            raise ValueError(f"checkpoint: {str(path)!r} was written for other data, settings or seeds; "
-                             "delete it to start afresh")
+        changes = ensemble_changes(blob.get("fingerprint"), fingerprint)
+        if changes:
+            raise ValueError(f"checkpoint: {'; '.join(changes)}; delete {str(path)!r} or resume with the same "
+                             "data, settings and seeds")
         try:
             module.load_state_dict(blob["module"])
         except RuntimeError as err:
