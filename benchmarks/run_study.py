@@ -41,10 +41,13 @@ def markdown_scores(results, summary) -> str:
         for model in summary["model"].values.tolist():
             r = summary.sel(task=task, model=model)
             solved = results["solved"].sel(task=task, model=model).values
+            tested = np.isfinite(float(r["diff_ci_low"]))  # not P = 0 itself, nor a difference without variance
+            versus = (f"{float(r['diff']):+.4f} [{float(r['diff_ci_low']):+.4f}, {float(r['diff_ci_high']):+.4f}] "
+                      f"| {float(r['p_corrected_holm']):.2g}" if tested else
+                      (f"{float(r['diff']):+.4f} (no variance) | " if np.isfinite(float(r["diff"])) else " | "))
             lines.append(f"| {task} | {rule} | {int(r['n_relu'])} | {float(r['criterion_mean']):.4f} +- "
                          f"{float(r['criterion_sem']):.4f} | {int(np.nansum(solved))}/{int(np.isfinite(solved).sum())} "
-                         f"| {float(r['diff']):+.4f} [{float(r['diff_ci_low']):+.4f}, {float(r['diff_ci_high']):+.4f}] "
-                         f"| {float(r['p_corrected_holm']):.2g} |")
+                         f"| {versus} |")
     return "\n".join(lines)
 
 

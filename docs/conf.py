@@ -57,7 +57,7 @@ sphinx_gallery_conf = {
 
 # The API reference lists every public name of each module (its __all__, or what it imports from the
 # package), so a function added to a module appears without editing these pages.
-TOP_LEVEL = ["load", "validate", "from_arrays", "to_arrays", "load_sample", "ALRNN", "load_model"]
+TOP_LEVEL = ["load", "validate", "from_arrays", "to_arrays", "load_sample", "ALRNN", "load_model", "set_num_threads"]
 MODULES = {
     "neuroalrnn.schema": "The TrialDataset: build, validate, convert",
     "neuroalrnn.io": "Readers: NWB, MATLAB, tables, netCDF, neurogym",
@@ -68,6 +68,9 @@ MODULES = {
     "neuroalrnn.analysis": "Analysis: subregions, fixed points, cycles, DSR metrics, geometry, behaviour",
     "neuroalrnn.estimators": "scikit-learn estimators",
     "neuroalrnn.compare": "Cross-validated comparisons",
+    "neuroalrnn.scoring": "Scores for comparisons: per-condition accuracy, per-task error, DSR measures, scikit-learn scorers",
+    "neuroalrnn.stats": "Summaries and paired statistics of cross-validated scores",
+    "neuroalrnn.study": "The nonlinearity study: task suite x numbers of ReLU units x seeds",
     "neuroalrnn.plot": "Figures",
     "neuroalrnn.sample": "The embedded sample data",
 }

@@ -93,7 +93,7 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
     returns (score, fit_time: the ensemble's time divided among its members, n_train, n_test), or
     ``{"error": ...}`` for a member whose loss became NaN/inf.
     """
-    from neuroalrnn.compare import extra_scores
+    from neuroalrnn.compare import _extra_scores
     from neuroalrnn.model import ALRNNEnsemble, _resolve_device
 
     members, data, folds = task["members"], shared["data"], shared["folds"]
@@ -132,7 +132,7 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
             train, test = folds[member["fold"]]
             out[member["key"]] = {"score": float(est.score(trials[test])), "fit_time": fit_time,
                                   "n_train": int(len(train)), "n_test": int(len(test))}
-            scores = extra_scores(shared, est, trials[test])  # compare's scoring=
+            scores = _extra_scores(shared, est, trials[test])  # compare's scoring=
             if scores:
                 out[member["key"]]["scores"] = scores
     return {"members": out}

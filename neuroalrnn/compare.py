@@ -128,7 +128,7 @@ def _fingerprint(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def extra_scores(shared: dict, est, test) -> dict:
+def _extra_scores(shared: dict, est, test) -> dict:
     """The ``scoring=`` scorers of ``compare`` on held-out trials: {name: float}.
 
     A scorer that returns a mapping gives one entry per key, named ``"<scorer>.<key>"``.
@@ -156,7 +156,7 @@ def _fit_score(task: dict, shared: dict) -> dict:
         est.fit(trials[train])
         fit_time = time.perf_counter() - start
         score = float(est.score(trials[test]))
-        scores = extra_scores(shared, est, trials[test])
+        scores = _extra_scores(shared, est, trials[test])
     return {"score": score, "fit_time": fit_time, "n_train": int(len(train)), "n_test": int(len(test)),
             **({"scores": scores} if scores else {})}
 
