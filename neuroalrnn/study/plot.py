@@ -37,6 +37,7 @@ def plot_task_score(summary: xr.Dataset, task: str, *, ax=None):
     x = np.arange(summary.sizes["model"])
     mean, sem = row["criterion_mean"].values, np.nan_to_num(row["criterion_sem"].values)
     ax.errorbar(x, mean, yerr=sem, fmt="o-", color="C0", capsize=3)
+    ax.margins(y=0.15)  # room above the top points for their "solved" labels, below the title
     for xi, yi, solved in zip(x, mean, row["solved"].values):
         if np.isfinite(yi) and np.isfinite(solved):
             ax.annotate(f"{solved:.0%}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center",
