@@ -215,6 +215,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS says; else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def cmd_study(args) -> int:
     from neuroalrnn.study import run_study, summarize_study, write_report
 
@@ -227,7 +235,8 @@ def cmd_study(args) -> int:
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     results = run_study(**({"tasks": tasks} if tasks else {}), p_values=ints("p", args.p),
                         seeds=ints("seeds", args.seeds), cv=args.cv, n_units=args.n_units, quick=args.quick,
-                        mechanisms=not args.no_mechanisms, scheduler=args.scheduler, n_jobs=args.n_jobs,
+                        mechanisms=not args.no_mechanisms, scheduler=args.scheduler,
+                        n_jobs=1 if args.scheduler else args.n_jobs,
                         device=args.device, results_dir=args.results_dir, out=args.out, progress=not args.quiet)
     summary = summarize_study(results)
     table = summary[["criterion_mean", "criterion_sem", "solved", "p_corrected_holm"]].to_dataframe()
@@ -293,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true", help="tiny data and training (a smoke run)")
     study.add_argument("--no-mechanisms", dest="no_mechanisms", action="store_true")
     study.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
-    study.add_argument("--n-jobs", dest="n_jobs", type=int, default=1, help="local worker processes")
+    study.add_argument("--n-jobs", dest="n_jobs", type=int, default=_usable_cores(),
+                       help="local worker processes, one thread each (default: the usable CPU cores, %(default)s)")
     study.add_argument("--device", help="cpu, cuda or auto (a GPU where there is one); default: each model's")
     study.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")
     study.add_argument("--out", default="study.nc", help="results as netCDF (default: %(default)s)")
