@@ -309,11 +309,13 @@ def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, de
     if store is not None and store.is_dir():
         stored = read_stored(store, tasks + [task for task in planned if "members" in task], stacklevel=3)
         done = {task["key"]: stored[task["key"]] for task in tasks if task["key"] in stored}
+        by_key = {task["key"]: task for task in tasks}
         for task in planned:
             record = stored.get(task["key"], {}) if "members" in task else {}
             for key, result in record.get("members", {}).items():
-                if "error" not in result:
-                    done.setdefault(key, result)
+                if "error" not in result and key not in done and key in by_key:
+                    done[key] = result
+                    _write(store, by_key[key], result)  # its own record was missing or damaged
     todo = []
     for task in planned:
         members = [m for m in task.get("members", [task]) if m["key"] not in done]

@@ -270,6 +270,20 @@ def test_an_interrupted_ensemble_resumes_without_loss(ds, tmp_path, monkeypatch)
     assert len(list(tmp_path.glob("P=*.json"))) == 6 and not list(tmp_path.glob("*.ckpt"))
 
 
+def test_damaged_member_records_are_named_and_restored_from_their_ensemble(ds, tmp_path, monkeypatch):
+    models = {"P=0": dict(TINY, n_relu=0), "P=2": dict(TINY, n_relu=2)}
+    expected = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    damaged = tmp_path / "P=2-fold1-seed0.json"
+    damaged.write_text(damaged.read_text()[:50])  # truncated: a full disk, a killed copy
+    from neuroalrnn import _compare_ensemble
+
+    monkeypatch.setattr(_compare_ensemble, "fit_ensemble", None)  # nothing may be refitted
+    with pytest.warns(RuntimeWarning, match=r"1 stored result\(s\) .* failed their check .*P=2-fold1-seed0\.json"):
+        again = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    xr.testing.assert_identical(again["score"], expected["score"])
+    json.loads(damaged.read_text())  # rewritten whole from the ensemble's record
+
+
 def test_a_diverging_member_fails_alone(ds, tmp_path):
     models = {"ok": dict(TINY, n_relu=2), "bad": dict(TINY, n_relu=2, lr=1e38)}
     with pytest.raises(RuntimeError, match=r"'bad-fold0-seed0' failed: NonFiniteLossError"):
