@@ -7,7 +7,9 @@ repeated cross-validation) inflates the variance of the mean difference from ``s
 ``(1/J + n_test/n_train) s^2`` over the J = folds x seeds differences, with J - 1 degrees of
 freedom. The Wilcoxon signed-rank test (no correction for that dependence) and the paired
 effect size (Cohen's d_z = mean / SD of the differences) come with it; Holm's method
-corrects the p-values for the number of model pairs.
+corrects the p-values for the number of model pairs. ``summarize`` applies them to the results
+of :func:`neuroalrnn.compare.compare` (mean, SEM and every test per model pair); ``table`` gives the
+summary as a pandas table.
 """
 
 from __future__ import annotations
