@@ -129,10 +129,15 @@ def cmd_fit(args) -> int:
     ds = _load_trials(args.path)
     if "family" in opts:
         params["family"] = opts["family"]
+    recommended = _recommended_params(ds, params)
+    params = {**recommended, **params}
     params.setdefault("progress", not args.quiet)
     estimator = make_estimator(params, ds, name="fit")
     if not args.quiet:
         print(summarize(ds))
+        if recommended:
+            print(f"{ds.attrs['task']}: the task's recommended training (neuroalrnn.tasks.recommended) for "
+                  f"what --set / --config leave open: {', '.join(sorted(recommended))}")
         print(f"fitting {type(estimator).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})")
     report = {"data": str(args.path), "estimator": type(estimator).__name__,
               "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool))
@@ -149,6 +154,21 @@ def cmd_fit(args) -> int:
     write_fit(out, estimator.model_, getattr(estimator, "observed_", None), result.history, report)
     print(f"model written to {out / 'model.safetensors'} (training-set score {report['training_score']:.4f})")
     return 0
+
+
+def _recommended_params(ds, params: dict) -> dict:
+    """A generated task's recommended AL-RNN training (its ``task`` attribute), for task-trained AL-RNN fits.
+
+    The package-wide defaults leave some tasks untrained (the addition problem needs the "normal"
+    initialisation and 12,000 steps), so a fit of a suite task starts from what solves it.
+    """
+    from neuroalrnn.tasks import SUITE, recommended
+
+    task = ds.attrs.get("task")
+    family = params.get("family", "alrnn" if "targets" in ds.data_vars else "teacher_forcing")
+    if task not in SUITE or family != "alrnn":
+        return {}
+    return {k: v for k, v in recommended(task)["params"].items() if k not in params}
 
 
 def _write_diverged(out, err, report) -> int:

@@ -116,3 +116,22 @@ def test_file_failing_validation_names_the_field(tmp_path, capsys):
     assert main(["compare", str(path), "--p", "0", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "activity: NaN or inf inside the mask" in err
+
+
+def test_fit_of_a_generated_task_starts_from_its_recommended_training(tmp_path, capsys):
+    """The package-wide defaults leave the addition problem at its baseline; its recommended settings solve it."""
+    from neuroalrnn.tasks import addition, recommended
+
+    path = tmp_path / "addition.nc"
+    addition(40, T=20, seed=0).to_netcdf(path)
+    out = tmp_path / "fit"
+    assert main(["fit", str(path), "--set", "n_steps=3", "--set", "n_units=8", "--out", str(out)]) == 0
+    assert "addition: the task's recommended training" in capsys.readouterr().out
+    params = json.loads((out / "fit.json").read_text())["params"]
+    wanted = recommended("addition")["params"]
+    assert (params["init"], params["lr"], params["lr_decay"]) == (wanted["init"], wanted["lr"], wanted["lr_decay"])
+    assert (params["n_steps"], params["n_units"]) == (3, 8)  # what the user set wins
+    gru = tmp_path / "gru"
+    assert main(["fit", str(path), "--family", "gru", "--set", "n_steps=2", "--set", "n_units=4", "--out", str(gru),
+                 "--quiet"]) == 0  # other families keep their own defaults
+    assert json.loads((gru / "fit.json").read_text())["params"]["lr"] != wanted["lr"]

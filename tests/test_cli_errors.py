@@ -126,7 +126,8 @@ def test_nan_loss_writes_the_best_validated_fit_and_says_so(task_file, tmp_path,
 
     monkeypatch.setattr(task, "masked_loss", diverging)
     out = tmp_path / "fit"
-    line = error_line(["fit", task_file, "--out", out, *TINY], capsys)
+    # selection by validation loss (stimulus selection's recommended training selects by accuracy)
+    line = error_line(["fit", task_file, "--out", out, *TINY, "--set", "select_metric=val_loss"], capsys)
     assert line.startswith("neuroalrnn fit: error: training stopped: the loss is nan at step 7")
     assert f"the best validated parameters (step {3 if checked[3] <= checked[6] else 6})" in line
     assert str(out) in line

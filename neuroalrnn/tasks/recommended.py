@@ -100,6 +100,12 @@ def recommended(task: str) -> dict:
     >>> cfg = recommended("addition")
     >>> cfg["params"]["init"], cfg["criterion"]["threshold"]
     ('normal', 0.01)
+
+    The parameters are an estimator's (``compare`` specs and ``neuroalrnn fit`` take them too):
+
+    >>> from neuroalrnn.estimators import ALRNNTaskEstimator
+    >>> ALRNNTaskEstimator(n_relu=2, **cfg["params"]).n_steps
+    12000
     """
     if task not in _CONFIGS:
         raise ValueError(f"task: expected one of {list(SUITE)}, got {task!r}")
