@@ -78,3 +78,23 @@ def test_bad_input_is_named(ens):
     with pytest.raises(ValueError, match="k"):
         ens.member(3)
     assert np.isfinite(ens.simulate(torch.zeros(3, 1, 6), n_steps=3).numpy()).all()
+
+
+@pytest.mark.parametrize("n_in, n_out", [(5, 16), (16, 1), (20, 3), (4, 4)])
+def test_stacked_linear_equals_bmm_forward_and_backward(n_in, n_out):
+    """Each operand order the backward picks gives bmm's values and gradients (float64)."""
+    from neuroalrnn.model._stacked_linear import stacked_linear
+
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+               for shape in ((3, 50, n_in), (3, n_out, n_in), (3, n_out)))
+    g = torch.randn(3, 50, n_out, generator=gen, dtype=torch.float64)
+    y = stacked_linear(x, w, b)
+    assert y.is_contiguous()
+    grads = torch.autograd.grad(y, (x, w, b), g)
+    ref = torch.bmm(x, w.transpose(1, 2)) + b[:, None, :]
+    ref_grads = torch.autograd.grad(ref, (x, w, b), g)
+    torch.testing.assert_close(y, ref)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(stacked_linear, (x[:, :4], w, b))

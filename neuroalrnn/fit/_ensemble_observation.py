@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from neuroalrnn.fit.observation import IdentityObservation, LinearObservation, ObservedALRNN
+from neuroalrnn.model._stacked_linear import stacked_linear
 
 
 def _bmm(x: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
@@ -68,8 +69,8 @@ class StackedObservation(nn.Module):
         """Observations (K, ..., N) of states (K, ..., M)."""
         if self.kind == "identity":
             return z[..., : self.n_obs]
-        b = self.b.reshape((self.b.shape[0],) + (1,) * (z.ndim - 2) + (-1,))
-        return _bmm(z, self.B.transpose(1, 2)) + b
+        flat = z.reshape(z.shape[0], -1, z.shape[-1])
+        return stacked_linear(flat, self.B, self.b).reshape(*z.shape[:-1], self.B.shape[1])
 
     def member(self, k: int, out: nn.Module | None = None) -> nn.Module:
         """Model k's observation model (parameters copied, into ``out`` when given)."""

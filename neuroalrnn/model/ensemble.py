@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuroalrnn.model._stacked_linear import stacked_linear
 from neuroalrnn.model.alrnn import _PARAMS, ALRNN, _check_int, _resolve_device
 from neuroalrnn.model.recurrence import alrnn_scan
 
@@ -161,15 +162,13 @@ class ALRNNEnsemble(nn.Module):
         if inputs is None or self.n_inputs == 0:
             return self.h[:, None, None, :].expand(K, batch, n_steps, M)
         flat = inputs.reshape(K, batch * n_steps, self.n_inputs)
-        return torch.baddbmm(self.h[:, None, :], flat, self.C.transpose(1, 2)).reshape(K, batch, n_steps, M)
+        return stacked_linear(flat, self.C, self.h).reshape(K, batch, n_steps, M)
 
     def readout(self, states: torch.Tensor) -> torch.Tensor:
         """``B z + b`` of states (K, ..., M) -> (K, ..., O)."""
         K = self.n_models
         flat = states.reshape(K, -1, self.n_units)
-        # B @ states^T: its backward avoids the slow CPU bmm of a transposed (K, M, B*T) operand
-        out = torch.bmm(self.B, flat.transpose(1, 2)).transpose(1, 2) + self.b[:, None, :]
-        return out.reshape(*states.shape[:-1], self.n_outputs)
+        return stacked_linear(flat, self.B, self.b).reshape(*states.shape[:-1], self.n_outputs)
 
     def _inputs(self, inputs):
         x = torch.as_tensor(inputs, dtype=self.A.dtype, device=self.A.device)
