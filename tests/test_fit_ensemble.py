@@ -247,3 +247,40 @@ def test_teacher_forcing_ensemble_resumes_with_its_random_streams(tmp_path, monk
     for a, b in zip(expected, resumed):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
         np.testing.assert_array_equal(a.train_result_.history.to_numpy(), b.train_result_.history.to_numpy())
+
+
+@pytest.mark.parametrize("n_in, n_out, dtype", [(5, 1, F64), (2, 3, F64), (0, 2, F64), (5, 1, torch.float32)])
+def test_fused_task_mse_equals_the_unfused_objective(n_in, n_out, dtype):
+    """The compiled CPU step gives the autograd objective's losses and gradients (padded batches too)."""
+    from neuroalrnn.fit import ensemble_task
+    from neuroalrnn.fit.task import masked_loss
+
+    ens = ALRNNEnsemble(6, [0, 3, 6], n_inputs=n_in, n_outputs=n_out, seeds=[0, 1, 2], dtype=dtype)
+    g = torch.Generator().manual_seed(1)
+    batch = {"inputs": torch.randn(3, 4, 7, n_in, generator=g, dtype=dtype),
+             "targets": torch.randn(3, 4, 7, n_out, generator=g, dtype=dtype),
+             "weight": (torch.rand(3, 4, 7, 1, generator=g, dtype=dtype) > 0.3).to(dtype),
+             "valid": torch.tensor([[True] * 4, [True] * 4, [True, True, False, False]])}
+    params = list(ens.parameters())
+    upstream = torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
+    fused = ensemble_task.task_objective("mse")(ens, batch)
+    assert type(fused.grad_fn).__name__ == "_FusedTaskMSEBackward"  # the compiled path ran
+    got = torch.autograd.grad((fused * upstream).sum(), params)
+    _, outputs = ens(batch["inputs"])
+    weight = ensemble_task._valid_weight(batch).expand_as(outputs)
+    ref = torch.vmap(lambda y, t, w: masked_loss(y, t, w, "mse"))(outputs, batch["targets"], weight)
+    want = torch.autograd.grad((ref * upstream).sum(), params, allow_unused=True)
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == F64 else dict(atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused, ref, **tol)
+    for name, a, b in zip(("A", "W", "h", "C", "B", "b"), got, want):
+        torch.testing.assert_close(a, torch.zeros_like(a) if b is None else b, **tol, msg=name)
+
+
+def test_the_unfused_objective_serves_other_backends_and_losses():
+    from neuroalrnn.fit import ensemble_task
+
+    ens = ALRNNEnsemble(4, [0, 2], n_inputs=1, n_outputs=1, seeds=[0, 1], backend="loop")
+    batch = {"inputs": torch.randn(2, 3, 5, 1), "targets": torch.zeros(2, 3, 5, 1), "weight": torch.ones(2, 3, 5, 1)}
+    assert "Fused" not in type(ensemble_task.task_objective("mse")(ens, batch).grad_fn).__name__
+    ens.backend = "numba"
+    assert "Fused" not in type(ensemble_task.task_objective("ce")(ens, batch).grad_fn).__name__

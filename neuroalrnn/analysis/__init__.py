@@ -2,7 +2,8 @@
 
 from neuroalrnn.analysis.regions import (bits_to_codes, codes_to_bits, region_codes, region_occupancy,
                                          region_transitions, regions_by_group, unit_flips)
-from neuroalrnn.analysis._fixed_points import fixed_points, model_params, region_jacobian
+from neuroalrnn.analysis._fixed_points import fixed_points
+from neuroalrnn.analysis._pwl import model_params, region_jacobian
 from neuroalrnn.analysis._cycles import cycles
 from neuroalrnn.analysis.geometry import pca_condition_averages, project, tdr_axes, tdr_coefficients, tdr_trajectories
 from neuroalrnn.analysis.similarity import (cca_correlations, cv_similarity, linear_cka, procrustes_distance, rdm,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from neuroalrnn.analysis._fixed_points import (_safe_solve, classify, consistent, drive, full_diag,
-                                              model_params)
+from neuroalrnn.analysis._fixed_points import classify
+from neuroalrnn.analysis._pwl import _safe_solve, consistent, drive, full_diag, model_params
 from neuroalrnn.analysis.regions import bits_to_codes, codes_to_bits, region_codes
 from neuroalrnn.utils import check_random_state
 

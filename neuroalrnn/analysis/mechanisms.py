@@ -20,7 +20,8 @@ import torch
 import xarray as xr
 
 from neuroalrnn.analysis._cycles import cycles
-from neuroalrnn.analysis._fixed_points import fixed_points, model_params
+from neuroalrnn.analysis._fixed_points import fixed_points
+from neuroalrnn.analysis._pwl import model_params
 from neuroalrnn.analysis.alignment import cosine_table
 from neuroalrnn.analysis.regions import region_codes
 

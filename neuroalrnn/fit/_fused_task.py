@@ -1,0 +1,173 @@
+"""The task MSE of an ensemble on CPU as one compiled step: input drive, recurrence, readout and loss.
+
+``task_objective``'s loss of an :class:`neuroalrnn.model.ALRNNEnsemble` is, per model k,
+``sum(w (B z_t + b - y_t)^2) / sum(w)`` with ``z_t`` the AL-RNN's states from ``z_0 = 0`` under the
+drive ``h + C s_t``. Run through autograd that is a dozen operations per step (the drive and readout
+products, the scan, the loss and their backward nodes), each over every model's
+(batch, time, units) tensor: at the demo's size they cost about as much as the recurrence itself.
+Here each model's whole forward and backward pass runs in compiled code on that model's arrays
+(the numba recurrence kernels of ``neuroalrnn.model._numba`` with the projections around them as
+BLAS calls), and autograd sees one node. Same formulas, so the same losses and gradients as the
+unfused objective to float rounding (``tests/test_fit_ensemble.py``).
+
+Used for the ``"mse"`` loss of float32/float64 ensembles on CPU whose backend is ``"auto"`` or
+``"numba"``; everything else goes through the unfused objective.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch.autograd.function import once_differentiable
+
+from neuroalrnn.model._numba import _backward_model, _forward_model, _np, _run
+
+
+@njit(cache=True)
+def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no cover - compiled
+    """One model: states into ``out`` (B, T, M), dLoss/dy into ``gy`` (B, T, O); returns the loss."""
+    B, T, M = out.shape
+    I, O = S.shape[2], Y.shape[2]
+    dt = out.dtype
+    drive = np.empty((B, T, M), dtype=dt)
+    flat = drive.reshape(B * T, M)
+    if I > 0:
+        np.dot(S.reshape(B * T, I), CT, flat)
+        for r in range(B * T):
+            for i in range(M):
+                flat[r, i] += h[i]
+    else:
+        for r in range(B * T):
+            for i in range(M):
+                flat[r, i] = h[i]
+    z0 = np.zeros((B, M), dtype=dt)
+    nothing = np.zeros((1, 1, 0), dtype=dt)
+    _forward_model(z0, drive, A, WT, n_lin, nothing, np.zeros((1, 1), dtype=dt), False, out)
+    y = np.empty((B * T, O), dtype=dt)
+    np.dot(out.reshape(B * T, M), BoT, y)
+    target, weight, grad = Y.reshape(B * T, O), w.reshape(B * T, O), gy.reshape(B * T, O)
+    total = 0.0
+    num = 0.0
+    for r in range(B * T):
+        for o in range(O):
+            total += weight[r, o]
+            num += weight[r, o] * (y[r, o] + bo[o] - target[r, o]) ** 2
+    denom = max(total, 1e-12)
+    for r in range(B * T):
+        for o in range(O):
+            grad[r, o] = 2 * weight[r, o] * (y[r, o] + bo[o] - target[r, o]) / denom
+    return num / denom
+
+
+@njit(cache=True)
+def _backward_one(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
+    """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I), dB (O, M), db."""
+    B, T, M = out.shape
+    I, O = S.shape[2], gy.shape[2]
+    dt = out.dtype
+    g = gy.reshape(B * T, O) * scale
+    states = out.reshape(B * T, M)
+    np.dot(g.T, states, dB)
+    for r in range(B * T):
+        for o in range(O):
+            db[o] += g[r, o]
+    gout = np.empty((B, T, M), dtype=dt)
+    np.dot(g, Bo, gout.reshape(B * T, M))
+    lam = np.empty((B, T, M), dtype=dt)
+    nothing = np.zeros((1, 1, 0), dtype=dt)
+    _backward_model(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, nothing, np.zeros((1, 1), dtype=dt),
+                    False, np.empty((B, M), dtype=dt), lam, dA, dW, np.zeros((1, 1, 0), dtype=dt),
+                    np.zeros((1, 1), dtype=dt))
+    flat = lam.reshape(B * T, M)
+    for r in range(B * T):
+        for i in range(M):
+            dh[i] += flat[r, i]
+    if I > 0:
+        np.dot(flat.T, S.reshape(B * T, I), dC)
+
+
+@njit(cache=True)
+def _forward(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # pragma: no cover - compiled
+    for k in range(out.shape[0]):
+        loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
+
+
+@njit(cache=True, parallel=True)
+def _forward_parallel(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # pragma: no cover - compiled
+    for k in prange(out.shape[0]):
+        loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
+
+
+@njit(cache=True)
+def _backward(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
+    for k in range(out.shape[0]):
+        _backward_one(scale[k], S[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], dA[k], dW[k], dh[k], dC[k],
+                      dB[k], db[k])
+
+
+@njit(cache=True, parallel=True)
+def _backward_parallel(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
+    for k in prange(out.shape[0]):
+        _backward_one(scale[k], S[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], dA[k], dW[k], dh[k], dC[k],
+                      dB[k], db[k])
+
+
+class _FusedTaskMSE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs, targets, weight, A, W, h, C, B, b, n_relu):
+        K, nb, T, _ = inputs.shape
+        M, O = A.shape[1], B.shape[1]
+        dtype = _np(A).dtype
+        n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
+        S, Y = _np(inputs), _np(targets)
+        w = _np(weight.expand(K, nb, T, O))
+        out = np.empty((K, nb, T, M), dtype=dtype)
+        gy = np.empty((K, nb, T, O), dtype=dtype)
+        loss = np.empty(K, dtype=dtype)
+        _run(_forward, _forward_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)),
+             n_lin, _np(B.transpose(1, 2)), _np(b), Y, w, out, gy, loss)
+        ctx.arrays = (S, n_lin, out, gy)
+        ctx.save_for_backward(A, W, B)
+        return torch.from_numpy(loss)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        A, W, B = ctx.saved_tensors
+        S, n_lin, out, gy = ctx.arrays
+        K, M, I, O = A.shape[0], A.shape[1], S.shape[3], B.shape[1]
+        dtype = out.dtype
+        grads = [np.zeros(shape, dtype=dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, O, M), (K, O))]
+        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), S, _np(A), _np(W), n_lin, _np(B), out, gy,
+             *grads)
+        return (None, None, None) + tuple(torch.from_numpy(g) for g in grads) + (None,)
+
+
+def fusable(ensemble, batch) -> bool:
+    """Whether ``fused_task_mse`` applies: a CPU float32/64 ensemble on the numba backend, data without grad."""
+    A = ensemble.A
+    return (A.device.type == "cpu" and A.dtype in (torch.float32, torch.float64)
+            and ensemble.backend in ("auto", "numba") and ensemble.n_outputs > 0
+            and not any(batch[key].requires_grad for key in ("inputs", "targets", "weight"))
+            and batch["inputs"].dtype == A.dtype)
+
+
+def fused_task_mse(ensemble, inputs, targets, weight) -> torch.Tensor:
+    """(K,) weighted MSE of each model's outputs from z0 = 0 over ``inputs`` (K, B, T, I), differentiable.
+
+    ``targets`` (K, B, T, O); ``weight`` broadcastable to it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from neuroalrnn.model import ALRNNEnsemble
+    >>> ens = ALRNNEnsemble(4, [0, 2], n_inputs=1, n_outputs=1, seeds=[0, 1])
+    >>> x, y, w = torch.randn(2, 3, 5, 1), torch.zeros(2, 3, 5, 1), torch.ones(2, 3, 5, 1)
+    >>> _, out = ens(x)
+    >>> bool(torch.allclose(fused_task_mse(ens, x, y, w), (out ** 2).mean((1, 2, 3))))
+    True
+    """
+    weight = weight.to(ensemble.A.dtype)
+    return _FusedTaskMSE.apply(inputs, targets.to(ensemble.A.dtype), weight, ensemble.A, ensemble.W, ensemble.h,
+                               ensemble.C, ensemble.B, ensemble.b, tuple(ensemble.n_relu))
