@@ -146,12 +146,14 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
     num = 0.0
     for r in range(T * B):
         for o in range(O):
+            residual = y[r, o] + bo[o] - target[r, o]
             total += weight[r, o]
-            num += weight[r, o] * (y[r, o] + bo[o] - target[r, o]) ** 2
+            num += weight[r, o] * residual ** 2
+            grad[r, o] = 2 * weight[r, o] * residual  # divided by the weight total below
     denom = max(total, 1e-12)
     for r in range(T * B):
         for o in range(O):
-            grad[r, o] = 2 * weight[r, o] * (y[r, o] + bo[o] - target[r, o]) / denom
+            grad[r, o] /= denom
     return num / denom
 
 
