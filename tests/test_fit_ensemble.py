@@ -284,3 +284,38 @@ def test_the_unfused_objective_serves_other_backends_and_losses():
     assert "Fused" not in type(ensemble_task.task_objective("mse")(ens, batch).grad_fn).__name__
     ens.backend = "numba"
     assert "Fused" not in type(ensemble_task.task_objective("ce")(ens, batch).grad_fn).__name__
+
+
+@pytest.mark.parametrize("n_in, dtype, alpha", [(0, F64, 1.0), (2, F64, 0.4), (0, torch.float32, 1.0)])
+def test_fused_teacher_forcing_equals_the_unfused_objective(n_in, dtype, alpha):
+    """The compiled teacher-forcing step gives the autograd objective's losses and gradients (windows,
+    noise, a trial that ends early, padded batches, inputs)."""
+    from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObservation
+    from neuroalrnn.fit.ensemble_tf import EnsembleTeacherForcingObjective
+    from neuroalrnn.fit.observation import IdentityObservation
+
+    P, seeds = [0, 2, 3], [0, 1, 2]
+    ens = ALRNNEnsemble(6, P, n_inputs=n_in, seeds=seeds, dtype=dtype)
+    obs = StackedObservation([IdentityObservation(3, 6, p, seed=s, dtype=dtype) for p, s in zip(P, seeds)], P)
+    module = ObservedEnsemble(ens, obs, [[0.0] * 3] * 3, [[1.0] * 3] * 3)
+    x = torch.as_tensor(np.nan_to_num(_recording()[:4]), dtype=dtype).expand(3, 4, 80, 3).clone()
+    mask = torch.ones(3, 4, 80, dtype=torch.bool)
+    mask[:, 3, 60:] = False
+    batch = {"x": x, "mask": mask, "valid": torch.tensor([[True] * 4, [True] * 4, [True, True, True, False]])}
+    if n_in:
+        batch["inputs"] = torch.randn(3, 4, 80, n_in, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    params = [p for p in module.parameters()]
+    upstream = torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
+    results = {}
+    for backend in ("numba", "loop"):
+        objective = EnsembleTeacherForcingObjective("sparse", 7, alpha, seeds=seeds, noise_std=0.1,
+                                                    sequence_length=50, backend=backend)
+        loss = objective(module, batch)
+        assert ("Fused" in type(loss.grad_fn).__name__) == (backend == "numba")
+        results[backend] = (loss, torch.autograd.grad((loss * upstream).sum(), params, allow_unused=True))
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == F64 else dict(atol=1e-5, rtol=1e-4)
+    (fused, got), (ref, want) = results["numba"], results["loop"]
+    torch.testing.assert_close(fused, ref, **tol)
+    for (name, p), a, b in zip(module.named_parameters(), got, want):
+        zero = torch.zeros_like(p)
+        torch.testing.assert_close(zero if a is None else a, zero if b is None else b, **tol, msg=name)

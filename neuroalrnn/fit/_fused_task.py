@@ -10,12 +10,9 @@ Here each model's whole forward and backward pass runs in compiled code on that 
 BLAS calls), and autograd sees one node. Same formulas, so the same losses and gradients as the
 unfused objective to float rounding (``tests/test_fit_ensemble.py``).
 
-Inside, states are time-major (T, B, M): each step's B x M values are one contiguous block, so the
-elementwise work of a step (phi, the update, the adjoint's carry) runs as flat loops that LLVM
-vectorises; on the trial-major layout of ``neuroalrnn.model._numba`` the same loops ran at about
-1 ns per value, and the forward step at M = 16, 64 trials took 2.1 us instead of 1.3 us (the
-product phi W^T, through OpenBLAS, is the rest). The backward keeps ``dW`` as one small product
-per step: one product over all T x B rows at the end measured slower (5.5 against 3.7 us per step).
+Inside, states are time-major (T, B, M), the layout of the recurrence kernels of
+``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit), so the
+drive and readout products run on the kernel's own arrays without transposed copies.
 
 Used for the ``"mse"`` loss of float32/float64 ensembles on CPU whose backend is ``"auto"`` or
 ``"numba"``; everything else goes through the unfused objective.
@@ -28,7 +25,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.model._numba import _np, _run
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
 
 
 @njit(cache=True)
@@ -41,81 +38,6 @@ def _time_major(x):  # pragma: no cover - compiled
             for f in range(F):
                 out[t, b, f] = x[b, t, f]
     return out
-
-
-@njit(cache=True)
-def _unit_tables(A, n_lin, B):  # pragma: no cover - compiled
-    """A and "unit is linear" repeated for the B rows of a flat (B * M) step."""
-    M = A.shape[0]
-    Arep = np.empty(B * M, dtype=A.dtype)
-    linear = np.empty(B * M, dtype=np.bool_)
-    for b in range(B):
-        for i in range(M):
-            Arep[b * M + i] = A[i]
-            linear[b * M + i] = i < n_lin
-    return Arep, linear
-
-
-@njit(cache=True)
-def _scan(drive, A, WT, n_lin, out):  # pragma: no cover - compiled
-    """Time-major recurrence from z0 = 0: drive and out (T, B, M); flat loops over each step's B * M values."""
-    T, B, M = drive.shape
-    n = B * M
-    zero = np.zeros(1, dtype=drive.dtype)[0]
-    Arep, linear = _unit_tables(A, n_lin, B)
-    prev = np.zeros(n, dtype=drive.dtype)
-    phi = np.empty(n, dtype=drive.dtype)
-    tmp = np.empty(n, dtype=drive.dtype)
-    for t in range(T):
-        for e in range(n):  # NaN is not < 0: it stays NaN, as torch.relu
-            v = prev[e]
-            phi[e] = v if linear[e] or not v < 0 else zero
-        np.dot(phi.reshape(B, M), WT, tmp.reshape(B, M))
-        d, o = drive[t].reshape(n), out[t].reshape(n)
-        for e in range(n):
-            v = Arep[e] * prev[e] + tmp[e] + d[e]
-            o[e] = v
-            prev[e] = v
-
-
-@njit(cache=True)
-def _adjoint(gout, out, A, W, n_lin, lam, dA, dW):  # pragma: no cover - compiled
-    """Reverse-time adjoint of ``_scan``: lam = dL/d drive (T, B, M); adds to dA and dW."""
-    T, B, M = out.shape
-    n = B * M
-    dt = out.dtype
-    zero = np.zeros(1, dtype=dt)[0]
-    Arep, linear = _unit_tables(A, n_lin, B)
-    carry = np.zeros(n, dtype=dt)
-    lt = np.empty(n, dtype=dt)
-    ph = np.empty(n, dtype=dt)
-    tmp = np.empty(n, dtype=dt)
-    dAe = np.zeros(n, dtype=dt)
-    dWt = np.empty((M, M), dtype=dt)
-    prev = np.zeros(n, dtype=dt)
-    for t in range(T - 1, -1, -1):
-        g, lam_t = gout[t].reshape(n), lam[t].reshape(n)
-        if t > 0:
-            prev[:] = out[t - 1].reshape(n)
-        else:
-            prev[:] = zero
-        for e in range(n):
-            v = g[e] + carry[e]
-            lt[e] = v
-            lam_t[e] = v
-            p = prev[e]
-            ph[e] = p if linear[e] or not p < 0 else zero
-            dAe[e] += v * p
-        np.dot(lt.reshape(B, M), W, tmp.reshape(B, M))       # W^T lambda, per trial
-        np.dot(lt.reshape(B, M).T, ph.reshape(B, M), dWt)    # lambda phi^T, summed over trials
-        for i in range(M):
-            for j in range(M):
-                dW[i, j] += dWt[i, j]
-        for e in range(n):  # relu' = 0 only at z <= 0 (1 at NaN), as torch
-            carry[e] = Arep[e] * lt[e] + (tmp[e] if linear[e] or not prev[e] <= 0 else zero)
-    for b in range(B):
-        for i in range(M):
-            dA[i] += dAe[b * M + i]
 
 
 @njit(cache=True)
@@ -138,7 +60,8 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
         for r in range(T * B):
             for i in range(M):
                 flat[r, i] = h[i]
-    _scan(drive, A, WT, n_lin, out)
+    _scan(np.zeros((B, M), dtype=dt), drive, A, WT, n_lin, np.empty((T, B, 0), dtype=dt), np.empty((T, B), dtype=dt),
+          False, out)
     y = np.empty((T * B, O), dtype=dt)
     np.dot(out.reshape(T * B, M), BoT, y)
     target, weight, grad = _time_major(Y).reshape(T * B, O), _time_major(w).reshape(T * B, O), gy.reshape(T * B, O)
@@ -172,7 +95,9 @@ def _backward_one(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  
     gout = np.empty((T, B, M), dtype=dt)
     np.dot(g, Bo, gout.reshape(T * B, M))
     lam = np.empty((T, B, M), dtype=dt)
-    _adjoint(gout, out, A, W, n_lin, lam, dA, dW)
+    none = np.empty((T, B, 0), dtype=dt)
+    _adjoint(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, none, np.empty((T, B), dtype=dt), False,
+             np.empty((B, M), dtype=dt), lam, dA, dW, none, np.zeros((T, B), dtype=dt))
     flat = lam.reshape(T * B, M)
     for r in range(T * B):
         for i in range(M):

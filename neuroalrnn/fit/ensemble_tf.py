@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObservation
+from neuroalrnn.fit._fused_tf import fused_teacher_forcing_mse, fusable
 from neuroalrnn.fit.ensemble import train_ensemble
 from neuroalrnn.fit.observation import make_observation
 from neuroalrnn.fit.recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
@@ -78,8 +79,6 @@ class EnsembleTeacherForcingObjective:
         adapt = cfg.alpha == "adaptive" and training and self._due(module)
         if adapt and cfg.alpha_schedule == "reference":  # before the step, at the forcing signals
             self._adapt(module, obs.latent_signal(x[:, :, 1:]), mask[:, :, 1:])
-        z1 = obs.init_state(x[:, :, 0])
-        drive = model.drive(None if s is None else s[:, :, 1:], B, T - 1)
         force = obs.forcing_signal(x[:, :, :-1])
         if cfg.noise_std and training:
             force = force + cfg.noise_std * self._draw(torch.randn, sizes, B, *force.shape[2:], like=force)
@@ -87,10 +86,15 @@ class EnsembleTeacherForcingObjective:
         a = module.alpha if cfg.alpha == "adaptive" else torch.full((K,), float(cfg.alpha), dtype=x.dtype,
                                                                      device=x.device)
         alpha = (on & mask[:, :, :-1]).to(x.dtype) * a.detach().clone()[:, None, None]
+        w = mask[:, :, 1:].to(x.dtype)
+        inputs = None if s is None or model.n_inputs == 0 else s[:, :, 1:]
+        if not (adapt and cfg.alpha_schedule == "fast") and fusable(module, cfg.backend, x, force, alpha, inputs):
+            return fused_teacher_forcing_mse(module, x, w, force, alpha, inputs)  # the same loss, compiled
+        z1 = obs.init_state(x[:, :, 0])
+        drive = model.drive(inputs, B, T - 1)
         states = alrnn_scan(z1, drive.contiguous(), model.A, model.W, model.n_relu, force.contiguous(), alpha,
                             backend=cfg.backend or model.backend)
         pred = obs.readout(states)
-        w = mask[:, :, 1:].to(pred.dtype)
         loss = (((pred - x[:, :, 1:]) ** 2).mean(3) * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1)
         if adapt and cfg.alpha_schedule == "fast":  # after the step, at the predicted states
             self._adapt(module, states.detach(), mask[:, :, 1:])

@@ -1,0 +1,211 @@
+"""The teacher-forcing MSE of an ensemble on CPU as one compiled step (identity observation models).
+
+``EnsembleTeacherForcingObjective``'s loss of model k is ``sum_bt w_bt mean_n (z_btn - x_b,t+1,n)^2 /
+max(sum w, 1)``: the AL-RNN runs from ``z_1 = [x_1, L x_1]`` under the drive ``h + C s_t``, its first
+N units are forced towards the teacher signal (``alpha`` per trial and step), and its first N units
+are read out. Through autograd that is a dozen operations over (K, B, T, M) tensors, with
+time-major copies in and out of the recurrence kernels, and at the Lorenz sweep's size
+(30 models, 16 x 199 steps, M = 20) those cost about as much as the recurrence itself. Here each
+model's forward and backward pass runs in compiled code (the time-major ``_scan`` and ``_adjoint``
+of ``neuroalrnn.model._numba``, shared with every other CPU fit) and autograd sees one node. Same
+formulas, so the same losses and gradients as the unfused objective to float rounding
+(``tests/test_fit_ensemble_tf.py``).
+
+Used for identity observation models of float32/float64 ensembles on CPU whose backend is
+``"auto"`` or ``"numba"``; linear observation models and every other case go through the unfused
+objective.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch.autograd.function import once_differentiable
+
+from neuroalrnn.fit._fused_task import _time_major
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
+
+
+@njit(cache=True)
+def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
+    """One model: states (T, B, M) into ``out``, dLoss/dz of the N observed units into ``gy`` (T, B, N).
+
+    ``x`` (B, T + 1, N) is the window, ``w`` (B, T) the loss weights of steps 1..T, ``force``
+    (T, B, N) and ``alpha`` (T, B) the teacher signal (time-major), ``S`` (T, B, I) the inputs.
+    Returns the loss.
+    """
+    T, B, M = out.shape
+    N, I = x.shape[2], S.shape[2]
+    dt = out.dtype
+    for b in range(B):  # z_1 = [x_1, L x_1]
+        for i in range(N):
+            z0[b, i] = x[b, 0, i]
+        for j in range(M - N):
+            v = 0.0
+            for i in range(N):
+                v += L[j, i] * x[b, 0, i]
+            z0[b, N + j] = v
+    drive = np.empty((T, B, M), dtype=dt)
+    flat = drive.reshape(T * B, M)
+    if I > 0:
+        np.dot(S.reshape(T * B, I), CT, flat)
+        for r in range(T * B):
+            for i in range(M):
+                flat[r, i] += h[i]
+    else:
+        for r in range(T * B):
+            for i in range(M):
+                flat[r, i] = h[i]
+    _scan(z0, drive, A, WT, n_lin, force, alpha, True, out)
+    total = 0.0
+    num = 0.0
+    for b in range(B):
+        for t in range(T):
+            total += w[b, t]
+    denom = max(total, 1.0)
+    for t in range(T):
+        for b in range(B):
+            wt = w[b, t]
+            for n in range(N):
+                residual = out[t, b, n] - x[b, t + 1, n]
+                num += wt * residual ** 2
+                gy[t, b, n] = 2 * wt * residual / (N * denom)
+    return num / (N * denom)
+
+
+@njit(cache=True)
+def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+    """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
+    T, B, M = out.shape
+    N, I = x.shape[2], S.shape[2]
+    dt = out.dtype
+    gout = np.zeros((T, B, M), dtype=dt)
+    for t in range(T):
+        for b in range(B):
+            for n in range(N):
+                gout[t, b, n] = gy[t, b, n] * scale
+    lam = np.empty((T, B, M), dtype=dt)
+    dz0 = np.empty((B, M), dtype=dt)
+    _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, dW, np.empty(force.shape, dtype=dt),
+             np.zeros(alpha.shape, dtype=dt))
+    flat = lam.reshape(T * B, M)
+    for r in range(T * B):
+        for i in range(M):
+            dh[i] += flat[r, i]
+    if I > 0:
+        np.dot(flat.T, S.reshape(T * B, I), dC)
+    for b in range(B):  # through z_1 = [x_1, L x_1]
+        for j in range(M - N):
+            g = dz0[b, N + j]
+            for i in range(N):
+                dL[j, i] += g * x[b, 0, i]
+
+
+@njit(cache=True)
+def _forward(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
+    for k in range(out.shape[0]):
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
+                               z0[k], out[k], gy[k])
+
+
+@njit(cache=True, parallel=True)
+def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
+    for k in prange(out.shape[0]):
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
+                               z0[k], out[k], gy[k])
+
+
+@njit(cache=True)
+def _backward(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+    for k in range(out.shape[0]):
+        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
+                      dA[k], dW[k], dh[k], dC[k], dL[k])
+
+
+@njit(cache=True, parallel=True)
+def _backward_parallel(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+    for k in prange(out.shape[0]):
+        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
+                      dA[k], dW[k], dh[k], dC[k], dL[k])
+
+
+@njit(cache=True)
+def _time_major_all(x):  # pragma: no cover - compiled
+    """(K, B, T, F) -> (K, T, B, F) copies, model by model."""
+    K, B, T, F = x.shape
+    out = np.empty((K, T, B, F), dtype=x.dtype)
+    for k in range(K):
+        out[k] = _time_major(x[k])
+    return out
+
+
+class _FusedTeacherForcingMSE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, force, alpha, inputs, A, W, h, C, L, n_relu):
+        K, B, T1, N = x.shape
+        T, M = T1 - 1, A.shape[1]
+        dtype = _np(A).dtype
+        n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
+        xs = _np(x)
+        f = _time_major_all(_np(force))
+        a = np.ascontiguousarray(_time_major_all(_np(alpha)[..., None])[..., 0])
+        S = _time_major_all(_np(inputs)) if inputs is not None else np.empty((K, T, B, 0), dtype=dtype)
+        z0 = np.empty((K, B, M), dtype=dtype)
+        out = np.empty((K, T, B, M), dtype=dtype)
+        gy = np.empty((K, T, B, N), dtype=dtype)
+        loss = np.empty(K, dtype=dtype)
+        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
+             _np(W.transpose(1, 2)), n_lin, _np(L), z0, out, gy, loss)
+        ctx.arrays = (xs, f, a, S, n_lin, z0, out, gy)
+        ctx.has_inputs = inputs is not None
+        ctx.save_for_backward(A, W)
+        return torch.from_numpy(loss)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        A, W = ctx.saved_tensors
+        xs, f, a, S, n_lin, z0, out, gy = ctx.arrays
+        K, M, N, I = A.shape[0], A.shape[1], xs.shape[3], S.shape[3]
+        dtype = out.dtype
+        grads = [np.zeros(shape, dtype=dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, M - N, N))]
+        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, S, _np(A), _np(W), n_lin, z0,
+             out, gy, *grads)
+        dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in grads)
+        return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None)
+
+
+def fusable(module, backend, *tensors) -> bool:
+    """Whether ``fused_teacher_forcing_mse`` applies: identity observations of a CPU float32/64 ensemble on
+    the numba backend (``backend``, or the model's if None), data without grad."""
+    model, A = module.model, module.model.A
+    return (module.observation.kind == "identity" and A.device.type == "cpu"
+            and A.dtype in (torch.float32, torch.float64) and (backend or model.backend) in ("auto", "numba")
+            and not any(t is not None and (t.requires_grad or t.dtype != A.dtype) for t in tensors))
+
+
+def fused_teacher_forcing_mse(module, x, weight, force, alpha, inputs=None) -> torch.Tensor:
+    """(K,) teacher-forced MSE of an ``ObservedEnsemble`` with identity observation models, differentiable.
+
+    ``x`` (K, B, T + 1, N) are the windows (zero where masked), ``weight`` (K, B, T) the loss weights
+    of steps 1..T, ``force`` (K, B, T, N) and ``alpha`` (K, B, T) the teacher signal of the states
+    before steps 1..T, ``inputs`` (K, B, T, I) those of steps 1..T, or None.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObservation
+    >>> from neuroalrnn.fit.observation import IdentityObservation
+    >>> from neuroalrnn.model import ALRNNEnsemble
+    >>> ens = ALRNNEnsemble(4, [0, 2], seeds=[0, 1])
+    >>> obs = StackedObservation([IdentityObservation(2, 4, p, seed=0) for p in (0, 2)], [0, 2])
+    >>> module = ObservedEnsemble(ens, obs, [[0, 0]] * 2, [[1, 1]] * 2)
+    >>> x = torch.randn(2, 3, 6, 2)
+    >>> loss = fused_teacher_forcing_mse(module, x, torch.ones(2, 3, 5), x[:, :, :-1], torch.zeros(2, 3, 5))
+    >>> loss.shape
+    torch.Size([2])
+    """
+    model = module.model
+    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, model.A, model.W, model.h, model.C,
+                                         module.observation.L, tuple(model.n_relu))
