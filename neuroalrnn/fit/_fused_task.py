@@ -97,7 +97,7 @@ def _backward_one(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  
     lam = np.empty((T, B, M), dtype=dt)
     none = np.empty((T, B, 0), dtype=dt)
     _adjoint(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, none, np.empty((T, B), dtype=dt), False,
-             np.empty((B, M), dtype=dt), lam, dA, dW, none, np.zeros((T, B), dtype=dt))
+             np.empty((B, M), dtype=dt), lam, dA, dW, none, np.zeros((0, 0), dtype=dt))
     flat = lam.reshape(T * B, M)
     for r in range(T * B):
         for i in range(M):

@@ -87,7 +87,10 @@ def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no 
 def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
              dz0, lam, dA, dW, dforce, dalpha):  # pragma: no cover - compiled
     """Reverse-time adjoint of ``_scan`` (same layout): writes dz0 (B, M) and lam = d drive (T, B, M),
-    adds to dA, dW, dforce (T, B, N) and dalpha (T, B)."""
+    adds to dA, dW, dforce (T, B, N; written where alpha != 0) and dalpha (T, B; a (0, 0) array: not needed).
+
+    ``dW`` is one product over all steps and trials at the end (the phi of every step is kept):
+    about 10% faster than one small product per step (Lorenz teacher forcing, M = 20, 16 trials)."""
     T, B, M = out.shape
     n = B * M
     dt = out.dtype
@@ -96,12 +99,12 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
     carry = np.zeros(n, dtype=dt)     # dL/dz_t arriving from step t + 1
     lt = np.empty(n, dtype=dt)
     prev = np.empty(n, dtype=dt)      # the previous state, after forcing
-    ph = np.empty(n, dtype=dt)
     tmp = np.empty(n, dtype=dt)
     dAe = np.zeros(n, dtype=dt)
-    dWt = np.empty((M, M), dtype=dt)
+    PH = np.empty((T, B, M), dtype=dt)
+    need_dalpha = dalpha.shape[0] > 0
     for t in range(T - 1, -1, -1):
-        g, lam_t = gout[t].reshape(n), lam[t].reshape(n)
+        g, lam_t, ph = gout[t].reshape(n), lam[t].reshape(n), PH[t].reshape(n)
         raw = z0.reshape(n) if t == 0 else out[t - 1].reshape(n)
         prev[:] = raw
         if has_force:  # recompute the forced previous state
@@ -114,21 +117,25 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
             ph[e] = p if linear[e] or not p < 0 else zero
             dAe[e] += v * p
         np.dot(lt.reshape(B, M), W, tmp.reshape(B, M))       # W^T lambda, per trial
-        np.dot(lt.reshape(B, M).T, ph.reshape(B, M), dWt)    # lambda phi^T, summed over trials
-        for i in range(M):
-            for j in range(M):
-                dW[i, j] += dWt[i, j]
         for e in range(n):  # relu' = 0 only at z <= 0 (1 at NaN), as torch
             carry[e] = Arep[e] * lt[e] + (tmp[e] if linear[e] or not prev[e] <= 0 else zero)
         if has_force:  # through the mixing: to force, alpha and the unforced state
             for b in range(B):
                 a = alpha[t, b]
+                if a == 0 and not need_dalpha:  # nothing flows to the teacher signal
+                    continue
                 for i in range(force.shape[2]):
                     dp = carry[b * M + i]
                     dforce[t, b, i] = a * dp
-                    dalpha[t, b] += dp * (force[t, b, i] - raw[b * M + i])
+                    if need_dalpha:
+                        dalpha[t, b] += dp * (force[t, b, i] - raw[b * M + i])
                     carry[b * M + i] = (1 - a) * dp
     dz0[:] = carry.reshape(B, M)
+    dWt = np.empty((M, M), dtype=dt)
+    np.dot(lam.reshape(T * B, M).T, PH.reshape(T * B, M), dWt)    # lambda phi^T over all steps and trials
+    for i in range(M):
+        for j in range(M):
+            dW[i, j] += dWt[i, j]
     for b in range(B):
         for i in range(M):
             dA[i] += dAe[b * M + i]
@@ -151,11 +158,12 @@ def _forward_parallel(z0, drive, A, WT, n_lin, force, alpha, has_force):  # prag
     return out
 
 
-def _grads(out, force):
+def _grads(out, force, need_dalpha=True):
     """Zeroed/empty gradient arrays of a time-major (K, T, B, M) run: dz0, lam, dA, dW, dforce, dalpha."""
     K, T, B, M = out.shape
+    dalpha = np.zeros((K, T, B) if need_dalpha else (K, 0, 0), out.dtype)
     return (np.empty((K, B, M), out.dtype), np.empty(out.shape, out.dtype), np.zeros((K, M), out.dtype),
-            np.zeros((K, M, M), out.dtype), np.zeros(force.shape, out.dtype), np.zeros((K, T, B), out.dtype))
+            np.zeros((K, M, M), out.dtype), np.zeros(force.shape, out.dtype), dalpha)
 
 
 @njit(cache=True)
@@ -256,10 +264,10 @@ class _NumbaScan(torch.autograd.Function):
         z0, A, W, states = ctx.saved_tensors
         f, a = ctx.arrays
         out = _time_major(states)  # the kernel's own array, no copy
-        grads = _grads(out, f)
+        need = ctx.needs_input_grad
+        grads = _grads(out, f, ctx.has_force and need[5])
         _run(_backward, _backward_parallel, out.shape[0], _time_major(grad), _np(z0), out, _np(A), _np(W),
              ctx.n_lin, f, a, ctx.has_force, *grads)
-        need = ctx.needs_input_grad
         dz0, lam, dA, dW, dforce, dalpha = (torch.from_numpy(g) for g in grads)
         return (dz0 if need[0] else None,
                 lam.transpose(1, 2) if need[1] else None,
