@@ -196,6 +196,8 @@ def _recording():
 
 TF_CASES = {"sparse, noise, windows": dict(forcing="sparse", tau=8, noise_std=0.1, sequence_length=30),
             "generalized adaptive, linear": dict(forcing="generalized", observation="linear"),
+            "generalized adaptive, identity": dict(forcing="generalized"),
+            "generalized adaptive fast, identity": dict(forcing="generalized", alpha_schedule="fast"),
             "generalized fixed, noise": dict(forcing="generalized", alpha=0.3, noise_std=0.05)}
 
 
