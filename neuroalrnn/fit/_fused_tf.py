@@ -46,17 +46,13 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
             for i in range(N):
                 v += L[j, i] * x[b, 0, i]
             z0[b, N + j] = v
-    drive = np.empty((T, B, M), dtype=dt)
-    flat = drive.reshape(T * B, M)
+    drive = np.empty((T if I > 0 else 1, B, M), dtype=dt)  # without inputs: h, constant in time
+    flat = drive.reshape(-1, M)
     if I > 0:
         np.dot(S.reshape(T * B, I), CT, flat)
-        for r in range(T * B):
-            for i in range(M):
-                flat[r, i] += h[i]
-    else:
-        for r in range(T * B):
-            for i in range(M):
-                flat[r, i] = h[i]
+    for r in range(flat.shape[0]):
+        for i in range(M):
+            flat[r, i] = flat[r, i] + h[i] if I > 0 else h[i]
     _scan(z0, drive, A, WT, n_lin, force, alpha, True, out)
     total = 0.0
     num = 0.0

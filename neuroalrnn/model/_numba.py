@@ -61,8 +61,11 @@ def _mix_forcing(prev, force, alpha, M):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no cover - compiled
-    """One model's forward pass, time-major: drive and out (T, B, M), force (T, B, N), alpha (T, B); WT = W^T."""
-    T, B, M = drive.shape
+    """One model's forward pass, time-major: out (T, B, M), force (T, B, N), alpha (T, B); WT = W^T.
+
+    ``drive`` is (T, B, M), or (1, B, M) for a drive constant in time (no inputs: h only).
+    """
+    T, B, M = out.shape
     n = B * M
     zero = np.zeros(1, dtype=drive.dtype)[0]
     Arep, linear = _unit_tables(A, n_lin, B)
@@ -76,7 +79,7 @@ def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no 
             v = prev[e]
             phi[e] = v if linear[e] or not v < 0 else zero
         np.dot(phi.reshape(B, M), WT, tmp.reshape(B, M))
-        d, o = drive[t].reshape(n), out[t].reshape(n)
+        d, o = drive[t if drive.shape[0] == T else 0].reshape(n), out[t].reshape(n)
         for e in range(n):
             v = Arep[e] * prev[e] + tmp[e] + d[e]
             o[e] = v
