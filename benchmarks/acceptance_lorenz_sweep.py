@@ -62,7 +62,7 @@ def fit_part(task, shared):
         n_steps=settings["n_steps"], batch_size=settings["batch_size"], optimizer="radam", lr=settings["lr"],
         eval_every=settings["eval_every"],
         select_metric="d_stsp", metrics=("d_stsp",), free_run_steps=settings["free_run"],
-        transient=settings["transient"], noise_std=0.1, clip_grad_norm=None, seeds=seeds, checkpoint=ckpt,
+        transient=settings["transient"], noise_std=0.1, clip_grad_norm=settings["clip_grad_norm"], seeds=seeds, checkpoint=ckpt,
         fingerprint=task["key"] + json.dumps(settings, sort_keys=True))
     train_time = time.perf_counter() - start
     out = []
@@ -101,6 +101,7 @@ def main(argv=None):
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=3e-3, help="RAdam's learning rate (decays 100-fold)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--clip-grad-norm", type=float, default=None, help="per-model gradient-norm clip (none)")
     parser.add_argument("--p-values", default="0,1,2,3,4,5")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2, help="ensembles, one per worker process")
@@ -117,7 +118,7 @@ def main(argv=None):
     if args.quick:
         p_values, args.seeds = [0, 2, 5], 2
         settings = {"n_steps": 300, "eval_every": 100, "free_run": 2000, "transient": 200}
-    settings.update(lr=args.lr, batch_size=args.batch_size)
+    settings.update(lr=args.lr, batch_size=args.batch_size, clip_grad_norm=args.clip_grad_norm)
     models = [(p, s) for s in range(args.seeds) for p in p_values]
     parts = [models[i::args.jobs] for i in range(args.jobs)]  # every part mixes P and seeds: equal work
     tasks = [{"key": f"lorenz-part{i}-of{args.jobs}", "models": part, "settings": settings}
