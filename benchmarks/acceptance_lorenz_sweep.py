@@ -60,10 +60,9 @@ def fit_part(task, shared):
     fits = fit_teacher_forcing_ensemble(
         ALRNNEnsemble(20, P, seeds=seeds), train, val=val, forcing="sparse", tau=16, sequence_length=200,
         n_steps=settings["n_steps"], batch_size=settings["batch_size"], optimizer="radam", lr=settings["lr"],
-        eval_every=settings["eval_every"],
-        select_metric="d_stsp", metrics=("d_stsp",), free_run_steps=settings["free_run"],
-        transient=settings["transient"], noise_std=0.1, clip_grad_norm=settings["clip_grad_norm"], seeds=seeds, checkpoint=ckpt,
-        fingerprint=task["key"] + json.dumps(settings, sort_keys=True))
+        clip_grad_norm=settings["clip_grad_norm"], eval_every=settings["eval_every"], select_metric="d_stsp",
+        metrics=("d_stsp",), free_run_steps=settings["free_run"], transient=settings["transient"], noise_std=0.1,
+        seeds=seeds, checkpoint=ckpt, fingerprint=task["key"] + json.dumps(settings, sort_keys=True))
     train_time = time.perf_counter() - start
     out = []
     n_run, drop = settings["free_run"] + settings["transient"], settings["transient"]
