@@ -9,8 +9,8 @@ step (30 models, 16 x 199 steps, M = 20) went from 45 to 26 ms (2026-11-29, 2-co
 and gradients go back to torch as (K, B, T, M) views of the time-major arrays. Each step has one
 small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward pass is a
 hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory
-is O(K B T M) and time O(T); ``dW`` is accumulated by one small GEMM per step (one product over
-all T x B rows at the end measured slower, 5.5 against 3.7 us per step at M = 16). The GEMMs go
+is O(K B T M) and time O(T); ``dW`` is one product over all T x B rows at the end (2-7% faster
+than one small product per step at M = 16-64, 2026-11-29). The GEMMs go
 through the BLAS numba links (scipy's OpenBLAS): hand-written loops (vectorised by LLVM, no
 fastmath) took 1.4-2x its time at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s
 machine, AVX2). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
@@ -92,8 +92,7 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
     """Reverse-time adjoint of ``_scan`` (same layout): writes dz0 (B, M) and lam = d drive (T, B, M),
     adds to dA, dW, dforce (T, B, N; written where alpha != 0) and dalpha (T, B; a (0, 0) array: not needed).
 
-    ``dW`` is one product over all steps and trials at the end (the phi of every step is kept):
-    about 10% faster than one small product per step (Lorenz teacher forcing, M = 20, 16 trials)."""
+    ``dW`` is one product over all steps and trials at the end (the phi of every step is kept)."""
     T, B, M = out.shape
     n = B * M
     dt = out.dtype
