@@ -4,9 +4,11 @@ The tensors come in ensemble form (a leading model dim K; a single model is K = 
 of each model runs in compiled code on time-major (time, batch, units) copies of its arrays: each
 step's B x M values are one contiguous block, so the step's elementwise work (phi, the update, the
 adjoint's carry) runs as flat loops that LLVM vectorises. On the (batch, time, units) layout the
-same loops ran at about 1 ns per value; time-major, forward + backward of the Lorenz teacher-forcing
-step (30 models, 16 x 199 steps, M = 20) went from 45 to 26 ms (2026-11-29, 2-core dev box). States
-and gradients go back to torch as (K, B, T, M) views of the time-major arrays. Each step has one
+same loops ran at about 1 ns per value; time-major, the kernels' forward + backward of the Lorenz
+teacher-forcing step (30 models, 16 x 199 steps, M = 20) went from 45 to 26 ms (2026-11-29, 2-core
+dev box), and ``alrnn_scan`` with its copies in and out takes 0.85-1.03x the time it took before.
+States and gradients go back to torch as (K, B, T, M) views of the time-major arrays; the fused
+objectives (``neuroalrnn.fit._fused_task``, ``_fused_tf``) call the kernels without those copies. Each step has one
 small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward pass is a
 hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory
 is O(K B T M) and time O(T); ``dW`` is one product over all T x B rows at the end (2-7% faster
