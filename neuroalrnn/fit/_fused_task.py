@@ -139,7 +139,7 @@ class _FusedTaskMSE(torch.autograd.Function):
         M, O = A.shape[1], B.shape[1]
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
-        S, Y = _np(inputs.transpose(1, 2)), _np(targets)  # S time-major (K, T, B, I)
+        S, Y = _np(inputs.transpose(1, 2).contiguous()), _np(targets)  # S time-major (K, T, B, I); torch copies fastest
         w = _np(weight.expand(K, nb, T, O))
         out = np.empty((K, T, nb, M), dtype=dtype)
         gy = np.empty((K, T, nb, O), dtype=dtype)

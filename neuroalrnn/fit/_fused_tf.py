@@ -23,7 +23,6 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.fit._fused_task import _time_major
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
 
 
@@ -126,16 +125,6 @@ def _backward_parallel(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, 
                       dA[k], dW[k], dh[k], dC[k], dL[k])
 
 
-@njit(cache=True)
-def _time_major_all(x):  # pragma: no cover - compiled
-    """(K, B, T, F) -> (K, T, B, F) copies, model by model."""
-    K, B, T, F = x.shape
-    out = np.empty((K, T, B, F), dtype=x.dtype)
-    for k in range(K):
-        out[k] = _time_major(x[k])
-    return out
-
-
 class _FusedTeacherForcingMSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, force, alpha, inputs, A, W, h, C, L, n_relu):
@@ -144,9 +133,9 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
         xs = _np(x)
-        f = _time_major_all(_np(force))
-        a = np.ascontiguousarray(_time_major_all(_np(alpha)[..., None])[..., 0])
-        S = _time_major_all(_np(inputs)) if inputs is not None else np.empty((K, T, B, 0), dtype=dtype)
+        time_major = lambda t: _np(t.transpose(1, 2).contiguous())  # noqa: E731 (torch copies fastest)
+        f, a = time_major(force), time_major(alpha)
+        S = time_major(inputs) if inputs is not None else np.empty((K, T, B, 0), dtype=dtype)
         z0 = np.empty((K, B, M), dtype=dtype)
         out = np.empty((K, T, B, M), dtype=dtype)
         gy = np.empty((K, T, B, N), dtype=dtype)
