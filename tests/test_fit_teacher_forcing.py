@@ -37,9 +37,21 @@ def _plain_loss(module, x, mask, s, tau, alpha):
     return num / den
 
 
+def _graph_names(t):
+    """The names of every autograd node behind ``t``."""
+    names, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in names:
+            names.add(type(node).__name__)
+            todo.extend(n for n, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("backend", ["numba", "loop"])  # numba: the compiled step of _fused_tf
 @pytest.mark.parametrize("forcing,tau,alpha,ragged", [("sparse", 4, 1.0, True), ("sparse", 3, 0.6, True),
                                                       ("generalized", 1, 0.3, True), ("generalized", 1, 0.3, False)])
-def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha, ragged):
+def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha, ragged, backend):
     module = _module(K=2)
     B, T = 5, 23
     x = torch.as_tensor(rng.normal(size=(B, T, 2)))
@@ -47,9 +59,10 @@ def test_objective_matches_plain_loop_with_grads(rng, forcing, tau, alpha, ragge
     lengths = np.array([23, 17, 10, 23, 5]) if ragged else np.full(B, T)
     mask = torch.as_tensor(np.arange(T)[None] < lengths[:, None])
     x = torch.where(mask[..., None], x, torch.full((), float("nan"), dtype=x.dtype))  # NaN padding
-    obj = TeacherForcingObjective(forcing, tau=tau, alpha=alpha)
+    obj = TeacherForcingObjective(forcing, tau=tau, alpha=alpha, backend=backend)
     params = [module.model.A, module.model.W, module.model.h, module.model.C, module.observation.L]
     got = obj(module, {"x": x, "mask": mask, "inputs": s})
+    assert ("_FusedTeacherForcingMSEBackward" in _graph_names(got)) == (backend == "numba")
     g_got = torch.autograd.grad(got, params)
     want = _plain_loss(module, x, mask, s, tau, alpha)
     g_want = torch.autograd.grad(want, params)

@@ -1,6 +1,6 @@
-"""The teacher-forcing MSE of an ensemble on CPU as one compiled step (identity observation models).
+"""The teacher-forcing MSE on CPU as one compiled step (identity observation models).
 
-``EnsembleTeacherForcingObjective``'s loss of model k is ``sum_bt w_bt mean_n (z_btn - x_b,t+1,n)^2 /
+``EnsembleTeacherForcingObjective``'s loss of model k (and ``TeacherForcingObjective``'s, K = 1) is ``sum_bt w_bt mean_n (z_btn - x_b,t+1,n)^2 /
 max(sum w, 1)``: the AL-RNN runs from ``z_1 = [x_1, L x_1]`` under the drive ``h + C s_t``, its first
 N units are forced towards the teacher signal (``alpha`` per trial and step), and its first N units
 are read out. Through autograd that is a dozen operations over (K, B, T, M) tensors, with
@@ -11,9 +11,9 @@ of ``neuroalrnn.model._numba``, shared with every other CPU fit) and autograd se
 formulas, so the same losses and gradients as the unfused objective to float rounding
 (``tests/test_fit_ensemble_tf.py``).
 
-Used for identity observation models of float32/float64 ensembles on CPU whose backend is
-``"auto"`` or ``"numba"``; linear observation models and every other case go through the unfused
-objective.
+Used for identity observation models of float32/float64 models and ensembles on CPU whose backend
+is ``"auto"`` or ``"numba"``, except on the steps where the ``"fast"`` adaptive-alpha schedule needs
+the states; linear observation models and every other case go through the unfused objective.
 """
 
 from __future__ import annotations
@@ -161,36 +161,34 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None)
 
 
-def fusable(module, backend, *tensors) -> bool:
-    """Whether ``fused_teacher_forcing_mse`` applies: identity observations of a CPU float32/64 ensemble on
-    the numba backend (``backend``, or the model's if None), data without grad."""
-    model, A = module.model, module.model.A
-    return (module.observation.kind == "identity" and A.device.type == "cpu"
-            and A.dtype in (torch.float32, torch.float64) and (backend or model.backend) in ("auto", "numba")
+def fusable(identity: bool, model, backend, *tensors) -> bool:
+    """Whether ``fused_teacher_forcing_mse`` applies: ``identity`` observations of a CPU float32/64
+    model on the numba backend (``backend``, or the model's if None), data without grad."""
+    A = model.A
+    return (identity and A.device.type == "cpu" and A.dtype in (torch.float32, torch.float64)
+            and (backend or model.backend) in ("auto", "numba")
             and not any(t is not None and (t.requires_grad or t.dtype != A.dtype) for t in tensors))
 
 
-def fused_teacher_forcing_mse(module, x, weight, force, alpha, inputs=None) -> torch.Tensor:
-    """(K,) teacher-forced MSE of an ``ObservedEnsemble`` with identity observation models, differentiable.
+def fused_teacher_forcing_mse(model, L, x, weight, force, alpha, inputs=None) -> torch.Tensor:
+    """(K,) teacher-forced MSE of K AL-RNNs with identity observation models, differentiable.
 
-    ``x`` (K, B, T + 1, N) are the windows (zero where masked), ``weight`` (K, B, T) the loss weights
-    of steps 1..T, ``force`` (K, B, T, N) and ``alpha`` (K, B, T) the teacher signal of the states
-    before steps 1..T, ``inputs`` (K, B, T, I) those of steps 1..T, or None.
+    ``model`` has ensemble-form ``A`` (K, M), ``W``, ``h``, ``C`` and ``n_relu`` (an
+    :class:`neuroalrnn.model.ALRNNEnsemble`, or a single model's tensors with K = 1); ``L``
+    (K, M - N, N) are the observation models' initial-state maps. ``x`` (K, B, T + 1, N) are the
+    windows (zero where masked), ``weight`` (K, B, T) the loss weights of steps 1..T, ``force``
+    (K, B, T, N) and ``alpha`` (K, B, T) the teacher signal of the states before steps 1..T,
+    ``inputs`` (K, B, T, I) those of steps 1..T, or None.
 
     Examples
     --------
     >>> import torch
-    >>> from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObservation
-    >>> from neuroalrnn.fit.observation import IdentityObservation
     >>> from neuroalrnn.model import ALRNNEnsemble
     >>> ens = ALRNNEnsemble(4, [0, 2], seeds=[0, 1])
-    >>> obs = StackedObservation([IdentityObservation(2, 4, p, seed=0) for p in (0, 2)], [0, 2])
-    >>> module = ObservedEnsemble(ens, obs, [[0, 0]] * 2, [[1, 1]] * 2)
     >>> x = torch.randn(2, 3, 6, 2)
-    >>> loss = fused_teacher_forcing_mse(module, x, torch.ones(2, 3, 5), x[:, :, :-1], torch.zeros(2, 3, 5))
-    >>> loss.shape
+    >>> L = torch.zeros(2, 2, 2)
+    >>> fused_teacher_forcing_mse(ens, L, x, torch.ones(2, 3, 5), x[:, :, :-1], torch.zeros(2, 3, 5)).shape
     torch.Size([2])
     """
-    model = module.model
-    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, model.A, model.W, model.h, model.C,
-                                         module.observation.L, tuple(model.n_relu))
+    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, model.A, model.W, model.h, model.C, L,
+                                         tuple(model.n_relu))

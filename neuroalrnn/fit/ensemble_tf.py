@@ -88,8 +88,9 @@ class EnsembleTeacherForcingObjective:
         alpha = (on & mask[:, :, :-1]).to(x.dtype) * a.detach().clone()[:, None, None]
         w = mask[:, :, 1:].to(x.dtype)
         inputs = None if s is None or model.n_inputs == 0 else s[:, :, 1:]
-        if not (adapt and cfg.alpha_schedule == "fast") and fusable(module, cfg.backend, x, force, alpha, inputs):
-            return fused_teacher_forcing_mse(module, x, w, force, alpha, inputs)  # the same loss, compiled
+        if not (adapt and cfg.alpha_schedule == "fast") and fusable(obs.kind == "identity", model, cfg.backend, x,
+                                                                     force, alpha, inputs):
+            return fused_teacher_forcing_mse(model, obs.L, x, w, force, alpha, inputs)  # the same loss, compiled
         z1 = obs.init_state(x[:, :, 0])
         drive = model.drive(inputs, B, T - 1)
         states = alrnn_scan(z1, drive.contiguous(), model.A, model.W, model.n_relu, force.contiguous(), alpha,

@@ -24,10 +24,14 @@ Nothing is forced and nothing is scored past a trial's end.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import torch
 
 from ..model.recurrence import alrnn_scan
+from ._fused_tf import fusable, fused_teacher_forcing_mse
+from .observation import IdentityObservation
 from .recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
 
 __all__ = ["TeacherForcingObjective", "fit_teacher_forcing", "jacobian_norm_bound", "teacher_forcing_alpha",
@@ -206,12 +210,21 @@ class TeacherForcingObjective:
         adapt = self.alpha == "adaptive" and module.training and self._due(module)
         if adapt and self.alpha_schedule == "reference":  # before the step, at the forcing signals
             self._adapt(module, obs.latent_signal(x[:, 1:]), mask[:, 1:])
-        z1 = obs.init_state(x[:, 0])
-        drive = model.drive(None if s is None else s[:, 1:], B, T - 1)
         force = obs.forcing_signal(x[:, :-1])
         noisy = bool(self.noise_std) and module.training
         if noisy:
             force = force + self.noise_std * torch.randn_like(force)
+        inputs = None if s is None or model.n_inputs == 0 else s[:, 1:]
+        identity = isinstance(obs, IdentityObservation)
+        if not (adapt and self.alpha_schedule == "fast") and fusable(identity, model, self.backend, x, force, inputs):
+            one = types.SimpleNamespace(A=model.A[None], W=model.W[None], h=model.h[None], C=model.C[None],
+                                        n_relu=[model.n_relu])  # the compiled step of K = 1 models
+            w = mask[:, 1:].to(x.dtype)
+            alpha = self.step_alpha(module, mask).detach()
+            return fused_teacher_forcing_mse(one, obs.L[None], x[None], w[None], force[None], alpha[None],
+                                             None if inputs is None else inputs[None])[0]
+        z1 = obs.init_state(x[:, 0])
+        drive = model.drive(inputs, B, T - 1)
         if self.tau == 1 and obs.n_force == obs.n_obs and not noisy and bool(mask.all()):
             # constant alpha (exact: forcing z_1 = [x_1; L x_1] with x_1 changes nothing), which lets
             # the fused single-call backends fold it in
