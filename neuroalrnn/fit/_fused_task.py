@@ -41,27 +41,45 @@ def _time_major(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _drive(S, CT, h):  # pragma: no cover - compiled
+    """The drive h + C s_t, time-major (T, B, M), of inputs ``S`` (T, B, I); without inputs (I = 0)
+    a (1, B, M) array of h, constant in time (``_scan`` takes either)."""
+    T, B, I = S.shape
+    M = h.shape[0]
+    drive = np.empty((T if I > 0 else 1, B, M), dtype=h.dtype)
+    flat = drive.reshape(-1, M)
+    if I > 0:
+        np.dot(S.reshape(T * B, I), CT, flat)
+    for r in range(flat.shape[0]):
+        for i in range(M):
+            flat[r, i] = flat[r, i] + h[i] if I > 0 else h[i]
+    return drive
+
+
+@njit(cache=True)
+def _drive_backward(lam, S, dh, dC):  # pragma: no cover - compiled
+    """Adds to dh (M,) and writes dC (M, I) from lam = dLoss/d drive (T, B, M) and the inputs S (T, B, I)."""
+    T, B, M = lam.shape
+    I = S.shape[2]
+    flat = lam.reshape(T * B, M)
+    for r in range(T * B):
+        for i in range(M):
+            dh[i] += flat[r, i]
+    if I > 0:
+        np.dot(flat.T, S.reshape(T * B, I), dC)
+
+
+@njit(cache=True)
 def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no cover - compiled
     """One model: time-major states into ``out`` (T, B, M), dLoss/dy into ``gy`` (T, B, O); returns the loss.
 
     ``S`` (T, B, I) are the inputs, ``Y`` and ``w`` (B, T, O) the targets and weights.
     """
     T, B, M = out.shape
-    I, O = S.shape[2], gy.shape[2]
+    O = gy.shape[2]
     dt = out.dtype
-    drive = np.empty((T, B, M), dtype=dt)
-    flat = drive.reshape(T * B, M)
-    if I > 0:
-        np.dot(S.reshape(T * B, I), CT, flat)
-        for r in range(T * B):
-            for i in range(M):
-                flat[r, i] += h[i]
-    else:
-        for r in range(T * B):
-            for i in range(M):
-                flat[r, i] = h[i]
-    _scan(np.zeros((B, M), dtype=dt), drive, A, WT, n_lin, np.empty((T, B, 0), dtype=dt), np.empty((T, B), dtype=dt),
-          False, out)
+    _scan(np.zeros((B, M), dtype=dt), _drive(S, CT, h), A, WT, n_lin, np.empty((T, B, 0), dtype=dt),
+          np.empty((T, B), dtype=dt), False, out)
     y = np.empty((T * B, O), dtype=dt)
     np.dot(out.reshape(T * B, M), BoT, y)
     target, weight, grad = _time_major(Y).reshape(T * B, O), _time_major(w).reshape(T * B, O), gy.reshape(T * B, O)
@@ -84,7 +102,7 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
 def _backward_one(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
     """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I), dB (O, M), db."""
     T, B, M = out.shape
-    I, O = S.shape[2], gy.shape[2]
+    O = gy.shape[2]
     dt = out.dtype
     g = gy.reshape(T * B, O) * scale
     states = out.reshape(T * B, M)
@@ -98,12 +116,7 @@ def _backward_one(scale, S, A, W, n_lin, Bo, out, gy, dA, dW, dh, dC, dB, db):  
     none = np.empty((T, B, 0), dtype=dt)
     _adjoint(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, none, np.empty((T, B), dtype=dt), False,
              np.empty((B, M), dtype=dt), lam, dA, dW, none, np.zeros((0, 0), dtype=dt))
-    flat = lam.reshape(T * B, M)
-    for r in range(T * B):
-        for i in range(M):
-            dh[i] += flat[r, i]
-    if I > 0:
-        np.dot(flat.T, S.reshape(T * B, I), dC)
+    _drive_backward(lam, S, dh, dC)
 
 
 @njit(cache=True)

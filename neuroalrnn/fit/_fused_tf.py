@@ -23,6 +23,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
+from neuroalrnn.fit._fused_task import _drive, _drive_backward
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
 
 
@@ -35,8 +36,7 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
     Returns the loss.
     """
     T, B, M = out.shape
-    N, I = x.shape[2], S.shape[2]
-    dt = out.dtype
+    N = x.shape[2]
     for b in range(B):  # z_1 = [x_1, L x_1]
         for i in range(N):
             z0[b, i] = x[b, 0, i]
@@ -45,14 +45,7 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
             for i in range(N):
                 v += L[j, i] * x[b, 0, i]
             z0[b, N + j] = v
-    drive = np.empty((T if I > 0 else 1, B, M), dtype=dt)  # without inputs: h, constant in time
-    flat = drive.reshape(-1, M)
-    if I > 0:
-        np.dot(S.reshape(T * B, I), CT, flat)
-    for r in range(flat.shape[0]):
-        for i in range(M):
-            flat[r, i] = flat[r, i] + h[i] if I > 0 else h[i]
-    _scan(z0, drive, A, WT, n_lin, force, alpha, True, out)
+    _scan(z0, _drive(S, CT, h), A, WT, n_lin, force, alpha, True, out)
     total = 0.0
     num = 0.0
     for b in range(B):
@@ -73,7 +66,7 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
 def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
     """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
     T, B, M = out.shape
-    N, I = x.shape[2], S.shape[2]
+    N = x.shape[2]
     dt = out.dtype
     gout = np.zeros((T, B, M), dtype=dt)
     for t in range(T):
@@ -84,12 +77,7 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
     dz0 = np.empty((B, M), dtype=dt)
     _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, dW, np.empty(force.shape, dtype=dt),
              np.zeros((0, 0), dtype=dt))  # the teacher signal is data: no dforce, dalpha needed
-    flat = lam.reshape(T * B, M)
-    for r in range(T * B):
-        for i in range(M):
-            dh[i] += flat[r, i]
-    if I > 0:
-        np.dot(flat.T, S.reshape(T * B, I), dC)
+    _drive_backward(lam, S, dh, dC)
     for b in range(B):  # through z_1 = [x_1, L x_1]
         for j in range(M - N):
             g = dz0[b, N + j]
