@@ -1,15 +1,16 @@
 """The teacher-forcing MSE on CPU as one compiled step (identity observation models).
 
-``EnsembleTeacherForcingObjective``'s loss of model k (and ``TeacherForcingObjective``'s, K = 1) is ``sum_bt w_bt mean_n (z_btn - x_b,t+1,n)^2 /
-max(sum w, 1)``: the AL-RNN runs from ``z_1 = [x_1, L x_1]`` under the drive ``h + C s_t``, its first
-N units are forced towards the teacher signal (``alpha`` per trial and step), and its first N units
-are read out. Through autograd that is a dozen operations over (K, B, T, M) tensors, with
-time-major copies in and out of the recurrence kernels, and at the Lorenz sweep's size
-(30 models, 16 x 199 steps, M = 20) those cost about as much as the recurrence itself. Here each
-model's forward and backward pass runs in compiled code (the time-major ``_scan`` and ``_adjoint``
-of ``neuroalrnn.model._numba``, shared with every other CPU fit) and autograd sees one node. Same
-formulas, so the same losses and gradients as the unfused objective to float rounding
-(``tests/test_fit_ensemble_tf.py``).
+The loss of model k of ``EnsembleTeacherForcingObjective`` (and of ``TeacherForcingObjective``, as
+K = 1) is ``sum_bt w_bt mean_n (z_btn - x_b,t+1,n)^2 / max(sum w, 1)``: the AL-RNN runs from
+``z_1 = [x_1, L x_1]`` under the drive ``h + C s_t``, its first N units are forced towards the
+teacher signal (``alpha`` per trial and step), and its first N units are read out. Through
+autograd that is a dozen operations over (K, B, T, M) tensors, with time-major copies in and out
+of the recurrence kernels, and at the Lorenz sweep's size (30 models, 16 x 199 steps, M = 20)
+those cost about as much as the recurrence itself. Here each model's forward and backward pass
+runs in compiled code (the time-major ``_scan`` and ``_adjoint`` of ``neuroalrnn.model._numba``,
+shared with every other CPU fit, and the drive helpers of ``_fused_task``) and autograd sees one
+node. Same formulas, so the same losses and gradients as the unfused objective to float rounding
+(``tests/test_fit_ensemble.py``, ``tests/test_fit_teacher_forcing.py``).
 
 Used for identity observation models of float32/float64 models and ensembles on CPU whose backend
 is ``"auto"`` or ``"numba"``, except on the steps where the ``"fast"`` adaptive-alpha schedule needs

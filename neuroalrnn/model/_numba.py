@@ -8,14 +8,13 @@ same loops ran at about 1 ns per value; time-major, the kernels' forward + backw
 teacher-forcing step (30 models, 16 x 199 steps, M = 20) went from 45 to 26 ms (2026-11-29, 2-core
 dev box), and ``alrnn_scan`` with its copies in and out takes 0.85-1.03x the time it took before.
 States and gradients go back to torch as (K, B, T, M) views of the time-major arrays; the fused
-objectives (``neuroalrnn.fit._fused_task``, ``_fused_tf``) call the kernels without those copies. Each step has one
-small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward pass is a
-hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states, so memory
-is O(K B T M) and time O(T); ``dW`` is one product over all T x B rows at the end (2-7% faster
-than one small product per step at M = 16-64, 2026-11-29). The GEMMs go
-through the BLAS numba links (scipy's OpenBLAS): hand-written loops (vectorised by LLVM, no
-fastmath) took 1.4-2x its time at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s
-machine, AVX2). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
+objectives (``neuroalrnn.fit._fused_task``, ``_fused_tf``) call the kernels without those copies.
+Each step has one small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward
+pass is a hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states,
+so memory is O(K B T M) and time O(T); ``dW`` is one product over all T x B rows at the end (2-7%
+faster than one small product per step at M = 16-64, 2026-11-29). The GEMMs go through the BLAS
+numba links (scipy's OpenBLAS): hand-written loops (vectorised by LLVM, no fastmath) took 1.4-2x
+its time at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s machine, AVX2). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
 
 Models are independent: with ``torch.get_num_threads()`` > 1 and K > 1 they are spread over that
 many numba threads (``prange`` over K; ``numba.set_num_threads`` is set for the call and restored
