@@ -123,28 +123,59 @@ def _check_fit_data(model, ds, n_obs, observation, tau, sequence_length):
 METRICS = ("n_step", "d_stsp", "d_h")
 
 
+def _start_trials(n_trials: int, n_starts: int) -> np.ndarray:
+    """Indices of ``n_starts`` validation trials spread evenly from the first to the last."""
+    if n_starts > n_trials:
+        raise ValueError(f"free_run_starts: {n_starts} free-run starts need as many validation trials, "
+                         f"but there are {n_trials}")
+    return np.unique(np.linspace(0, n_trials - 1, n_starts).round().astype(int))
+
+
 def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | None = None, transient: int = 0,
-                  n_bins: int = 30, smoothing: float = 1e-5, sigma: float = 20.0, seed=0):
+                  free_run_starts: int = 1, n_bins: int = 30, smoothing: float = 1e-5, sigma: float = 20.0,
+                  seed=0):
     """``evaluate(module, val) -> dict`` for the trainer, in z-scored units.
 
-    ``n_step``: the ``n_ahead``-step prediction error from every valid time point of the
-    validation trials. ``d_stsp``/``d_h``: the divergence and spectrum distance of free runs:
-    with ``free_run_steps`` None, each trial's run from its first observation (driven by its
-    inputs, as long as the trial) against the trials; else one run of ``free_run_steps`` from
-    the first trial's first observation, after dropping ``transient`` steps, against all
-    validation steps in order (one long recording cut into windows). Diverged runs score ``inf``.
+    Parameters
+    ----------
+    metrics : subset of ``METRICS``
+        ``n_step``: the ``n_ahead``-step prediction error from every valid time point of the
+        validation trials. ``d_stsp``/``d_h``: the divergence and spectrum distance of free runs
+        (``n_bins``, ``smoothing``, ``seed``; ``sigma``). Diverged runs score ``inf``.
+    free_run_steps : int, optional
+        None: each trial's run from its first observation (driven by its inputs, as long as the
+        trial) against the trials. Else free runs of this many steps, after dropping
+        ``transient`` steps, against all validation steps in order (one long recording cut
+        into windows).
+    free_run_starts : int
+        With ``free_run_steps``: the number of such runs, from the first observations of this
+        many validation trials spread evenly from the first to the last (1: the first trial's),
+        run as one batch; ``d_stsp`` and ``d_h`` are the worst over the runs (``inf`` if any
+        diverges). Why: a model may reach its chaotic attractor from one start and settle on
+        a fixed point or cycle from another; scored on one start, checkpoint selection can
+        pick such a model, scored on the worst of several it needs the attractor from all.
 
     Examples
     --------
     >>> evaluate = make_evaluate(("n_step",), n_ahead=5)   # then evaluate(fitted_module, val_tensors)
     >>> callable(evaluate)
     True
+    >>> evaluate = make_evaluate(("d_stsp",), free_run_steps=1000, free_run_starts=4)  # worst of 4 runs
     """
     from ..analysis.dsr import n_step_prediction_error, power_spectrum_error, state_space_divergence
 
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"metrics: unknown {sorted(unknown)}; expected a subset of {METRICS}")
+    if isinstance(free_run_starts, (bool, np.bool_)) or not isinstance(free_run_starts, (int, np.integer)):
+        raise TypeError(f"free_run_starts: expected an integer >= 1, got {type(free_run_starts).__name__} "
+                        f"{free_run_starts!r}")
+    if free_run_starts < 1:
+        raise ValueError(f"free_run_starts: expected an integer >= 1, got {free_run_starts}")
+    if free_run_starts > 1 and free_run_steps is None:
+        raise ValueError(f"free_run_starts: {free_run_starts} starts need free_run_steps set (without it "
+                         "every validation trial already runs from its own first observation)")
+    free_run_starts = int(free_run_starts)
 
     @torch.no_grad()  # evaluation needs no graph (and may be called outside the trainer)
     def evaluate(module, val):
@@ -169,18 +200,21 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
                 gen = run(x[:, 0], x.shape[1] - 1, None if s is None else s[:, 1:]).cpu().numpy()
                 gen = np.concatenate([x[:, :1], gen], axis=1)
                 gen[~val["mask"].cpu().numpy()] = np.nan
-                data = x
-            else:
-                gen = run(x[:1, 0], int(free_run_steps) + int(transient), None).cpu().numpy()[0, int(transient):]
+                data, gens = x, [gen]
+                finite = np.isfinite(gen[~np.isnan(data).any(-1)]).all()
+            else:  # one batched run per start: (start, time, N)
+                x0 = x[_start_trials(len(x), free_run_starts), 0]
+                gens = run(x0, int(free_run_steps) + int(transient), None).cpu().numpy()[:, int(transient):]
                 data = x[np.isfinite(x).all(2)]
-            if not np.isfinite(gen[~np.isnan(data).any(-1)] if free_run_steps is None else gen).all():
+                finite = np.isfinite(gens).all()
+            if not finite:
                 out.update({k: float("inf") for k in ("d_stsp", "d_h") if k in metrics})
                 return out
             if "d_stsp" in metrics:
-                out["d_stsp"] = state_space_divergence(data, gen, n_bins, smoothing, seed=seed)
+                out["d_stsp"] = max(state_space_divergence(data, g, n_bins, smoothing, seed=seed) for g in gens)
             if "d_h" in metrics:
-                ref = data if free_run_steps is None else data[: len(gen)]
-                out["d_h"] = power_spectrum_error(ref, gen, sigma)
+                out["d_h"] = max(power_spectrum_error(data if free_run_steps is None else data[: len(g)], g, sigma)
+                                 for g in gens)
         return {k: (float("inf") if not np.isfinite(v) else float(v)) for k, v in out.items()}
 
     return evaluate
