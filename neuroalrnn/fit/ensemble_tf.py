@@ -22,7 +22,8 @@ from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObserv
 from neuroalrnn.fit._fused_tf import fused_teacher_forcing_mse, fusable
 from neuroalrnn.fit.ensemble import train_ensemble
 from neuroalrnn.fit.observation import make_observation
-from neuroalrnn.fit.recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
+from neuroalrnn.fit.recordings import (METRICS, _as_dataset, _check_fit_data, _check_starts, _split, make_evaluate,
+                                       to_tensors, zscore_stats)
 from neuroalrnn.fit.teacher_forcing import TeacherForcingObjective, jacobian_norm_bound, teacher_forcing_alpha
 from neuroalrnn.model.ensemble import per_model
 from neuroalrnn.model.recurrence import alrnn_scan
@@ -196,6 +197,7 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
         train_ds, val_ds = _split(ds.isel(trial=train_trials[k]), val, seeds[k])
         if val_ds is not None:
             val_ds = _as_dataset(val_ds)
+        _check_starts(free_run_starts, free_run_steps, None if val_ds is None else val_ds.sizes["trial"])
         _check_fit_data(members[k], train_ds, None, observation, objective.single.tau, sequence_length)
         N = train_ds.sizes["unit"]
         stats.append(zscore_stats(train_ds) if zscore else (np.zeros(N), np.ones(N)))

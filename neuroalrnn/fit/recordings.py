@@ -123,11 +123,25 @@ def _check_fit_data(model, ds, n_obs, observation, tau, sequence_length):
 METRICS = ("n_step", "d_stsp", "d_h")
 
 
+def _check_starts(free_run_starts, free_run_steps, n_trials: int | None = None) -> int:
+    """``free_run_starts`` as an int, checked against ``free_run_steps`` and the validation trials."""
+    if isinstance(free_run_starts, (bool, np.bool_)) or not isinstance(free_run_starts, (int, np.integer)):
+        raise TypeError(f"free_run_starts: expected an integer >= 1, got {type(free_run_starts).__name__} "
+                        f"{free_run_starts!r}")
+    if free_run_starts < 1:
+        raise ValueError(f"free_run_starts: expected an integer >= 1, got {free_run_starts}")
+    if free_run_starts > 1 and free_run_steps is None:
+        raise ValueError(f"free_run_starts: {free_run_starts} starts need free_run_steps set (without it "
+                         "every validation trial already runs from its own first observation)")
+    if free_run_steps is not None and n_trials is not None and free_run_starts > n_trials:
+        raise ValueError(f"free_run_starts: {free_run_starts} free-run starts need as many validation trials, "
+                         f"but there are {n_trials}")
+    return int(free_run_starts)
+
+
 def _start_trials(n_trials: int, n_starts: int) -> np.ndarray:
     """Indices of ``n_starts`` validation trials spread evenly from the first to the last."""
-    if n_starts > n_trials:
-        raise ValueError(f"free_run_starts: {n_starts} free-run starts need as many validation trials, "
-                         f"but there are {n_trials}")
+    _check_starts(n_starts, 0, n_trials)  # 0: any free_run_steps (only the trial count is checked here)
     return np.unique(np.linspace(0, n_trials - 1, n_starts).round().astype(int))
 
 
@@ -167,15 +181,7 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"metrics: unknown {sorted(unknown)}; expected a subset of {METRICS}")
-    if isinstance(free_run_starts, (bool, np.bool_)) or not isinstance(free_run_starts, (int, np.integer)):
-        raise TypeError(f"free_run_starts: expected an integer >= 1, got {type(free_run_starts).__name__} "
-                        f"{free_run_starts!r}")
-    if free_run_starts < 1:
-        raise ValueError(f"free_run_starts: expected an integer >= 1, got {free_run_starts}")
-    if free_run_starts > 1 and free_run_steps is None:
-        raise ValueError(f"free_run_starts: {free_run_starts} starts need free_run_steps set (without it "
-                         "every validation trial already runs from its own first observation)")
-    free_run_starts = int(free_run_starts)
+    free_run_starts = _check_starts(free_run_starts, free_run_steps)
 
     @torch.no_grad()  # evaluation needs no graph (and may be called outside the trainer)
     def evaluate(module, val):

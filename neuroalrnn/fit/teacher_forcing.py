@@ -32,7 +32,8 @@ import torch
 from ..model.recurrence import alrnn_scan
 from ._fused_tf import fusable, fused_teacher_forcing_mse
 from .observation import IdentityObservation
-from .recordings import METRICS, _as_dataset, _check_fit_data, _split, make_evaluate, to_tensors, zscore_stats
+from .recordings import (METRICS, _as_dataset, _check_fit_data, _check_starts, _split, make_evaluate, to_tensors,
+                         zscore_stats)
 
 __all__ = ["TeacherForcingObjective", "fit_teacher_forcing", "jacobian_norm_bound", "teacher_forcing_alpha",
            "make_evaluate", "ALPHA_SCHEDULES"]
@@ -324,6 +325,7 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
     ds, val_ds = _split(ds, val, seed)
     if val_ds is not None:
         val_ds = _as_dataset(val_ds)
+    _check_starts(free_run_starts, free_run_steps, None if val_ds is None else val_ds.sizes["trial"])
     _check_fit_data(model, ds, n_obs, observation, tau, sequence_length)
     N = ds.sizes["unit"]
     mean, std = zscore_stats(ds) if zscore else (np.zeros(N), np.ones(N))
