@@ -119,7 +119,9 @@ def test_alrnn_p2_beats_linear_on_incongruent_trials():
     accs = {}
     for P in (0, 2):
         model = ALRNN(16, P, n_inputs=5, n_outputs=1, seed=0)
-        fit_task(model, train, n_steps=200, lr=0.01, batch_size=64, eval_every=50, progress=False,
+        # 300 steps: at 200, seed 0 sat on the edge (float rounding of the gradient products alone moved
+        # it between 0.75 and 0.62); at 300 seeds 0-3 reach 0.74-0.77 with either rounding
+        fit_task(model, train, n_steps=300, lr=0.01, batch_size=64, eval_every=50, progress=False,
                  select_metric="val_accuracy")
         accs[P] = float(task_accuracy(model, test)["incongruent_accuracy"])
     ref = float(ideal_observer(test)["incongruent_accuracy"])

@@ -24,16 +24,16 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.fit._fused_task import _drive, _drive_backward
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
+from neuroalrnn.fit._fused_task import _drive, _drive_grads
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, weight_gradient
 
 
 @njit(cache=True)
-def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
+def _forward_one(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
     """One model: states (T, B, M) into ``out``, dLoss/dz of the N observed units into ``gy`` (T, B, N).
 
     ``x`` (B, T + 1, N) is the window, ``w`` (B, T) the loss weights of steps 1..T, ``force``
-    (T, B, N) and ``alpha`` (T, B) the teacher signal (time-major), ``S`` (T, B, I) the inputs.
+    (T, B, N) and ``alpha`` (T, B) the teacher signal (time-major), ``drive`` ``_drive``'s.
     Returns the loss.
     """
     T, B, M = out.shape
@@ -46,7 +46,7 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
             for i in range(N):
                 v += L[j, i] * x[b, 0, i]
             z0[b, N + j] = v
-    _scan(z0, _drive(S, CT, h), A, WT, n_lin, force, alpha, True, out)
+    _scan(z0, drive, A, WT, n_lin, force, alpha, True, out)
     total = 0.0
     num = 0.0
     for b in range(B):
@@ -64,8 +64,9 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
 
 
 @njit(cache=True)
-def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
-    """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
+def _backward_one(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
+    """One model's dA and dL (M - N, N), and lam = dLoss/d drive and PH (T, B, M) for ``weight_gradient``
+    and ``_drive_grads`` (``scale`` is dOut/dLoss)."""
     T, B, M = out.shape
     N = x.shape[2]
     dt = out.dtype
@@ -74,11 +75,9 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
         for b in range(B):
             for n in range(N):
                 gout[t, b, n] = gy[t, b, n] * scale
-    lam = np.empty((T, B, M), dtype=dt)
     dz0 = np.empty((B, M), dtype=dt)
-    _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, dW, np.empty(force.shape, dtype=dt),
+    _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, PH, np.empty(force.shape, dtype=dt),
              np.zeros((0, 0), dtype=dt))  # the teacher signal is data: no dforce, dalpha needed
-    _drive_backward(lam, S, dh, dC)
     for b in range(B):  # through z_1 = [x_1, L x_1]
         for j in range(M - N):
             g = dz0[b, N + j]
@@ -87,31 +86,31 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
 
 
 @njit(cache=True)
-def _forward(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
+def _forward(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
-                               z0[k], out[k], gy[k])
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], drive[k], A[k], WT[k], n_lin[k], L[k], z0[k], out[k],
+                               gy[k])
 
 
 @njit(cache=True, parallel=True)
-def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
+def _forward_parallel(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
     for k in prange(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
-                               z0[k], out[k], gy[k])
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], drive[k], A[k], WT[k], n_lin[k], L[k], z0[k], out[k],
+                               gy[k])
 
 
 @njit(cache=True)
-def _backward(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+def _backward(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
     for k in range(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
-                      dA[k], dW[k], dh[k], dC[k], dL[k])
+        _backward_one(scale[k], x[k], force[k], alpha[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k], lam[k], PH[k],
+                      dA[k], dL[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+def _backward_parallel(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
     for k in prange(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
-                      dA[k], dW[k], dh[k], dC[k], dL[k])
+        _backward_one(scale[k], x[k], force[k], alpha[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k], lam[k], PH[k],
+                      dA[k], dL[k])
 
 
 class _FusedTeacherForcingMSE(torch.autograd.Function):
@@ -129,8 +128,8 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         out = np.empty((K, T, B, M), dtype=dtype)
         gy = np.empty((K, T, B, N), dtype=dtype)
         loss = np.empty(K, dtype=dtype)
-        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
-             _np(W.transpose(1, 2)), n_lin, _np(L), z0, out, gy, loss)
+        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, _drive(S, C, h), _np(A), _np(W.transpose(1, 2)),
+             n_lin, _np(L), z0, out, gy, loss)
         ctx.arrays = (xs, f, a, S, n_lin, z0, out, gy)
         ctx.has_inputs = inputs is not None
         ctx.save_for_backward(A, W)
@@ -141,13 +140,15 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
     def backward(ctx, grad):
         A, W = ctx.saved_tensors
         xs, f, a, S, n_lin, z0, out, gy = ctx.arrays
-        K, M, N, I = A.shape[0], A.shape[1], xs.shape[3], S.shape[3]
+        K, M, N = A.shape[0], A.shape[1], xs.shape[3]
         dtype = out.dtype
-        grads = [np.zeros(shape, dtype=dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, M - N, N))]
-        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, S, _np(A), _np(W), n_lin, z0,
-             out, gy, *grads)
-        dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in grads)
-        return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None)
+        lam, PH = np.empty(out.shape, dtype), np.empty(out.shape, dtype)
+        dA, dL = np.zeros((K, M), dtype), np.zeros((K, M - N, N), dtype)
+        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, _np(A), _np(W), n_lin, z0,
+             out, gy, lam, PH, dA, dL)
+        dh, dC = _drive_grads(lam, S)
+        return (None,) * 5 + (torch.from_numpy(dA), weight_gradient(lam, PH), dh, dC if ctx.has_inputs else None,
+                              torch.from_numpy(dL), None)
 
 
 def fusable(identity: bool, model, backend, *tensors) -> bool:
