@@ -95,20 +95,32 @@ class StackedOptimizer:
             rho_t = rho_inf - 2 * step * (beta2 ** step) / bias2
             rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5 \
                 if rho_t > 5.0 else None
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            g = p.grad
-            if self.weight_decay is not None:
-                g = g + _view(self.weight_decay, p) * p
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            if self.kind == "adam":
-                denom = (v.sqrt() / bias2 ** 0.5).add_(EPS)
-                p.sub_(m / denom * _view(scale, p))
-            elif rect is not None:  # RAdam, rectified
-                adaptive = bias2 ** 0.5 / v.sqrt().add_(EPS)
-                p.sub_(m / bias1 * _view(lr, p) * adaptive * rect)
-            else:  # RAdam's first steps: momentum SGD
-                p.sub_(m / bias1 * _view(lr, p))
+        # torch._foreach_* ops: the same elementwise kernels in the same order as one op per tensor
+        # (so the same bits), with one Python dispatch per op for all parameters
+        params, m, v = self.params, self.exp_avg, self.exp_avg_sq
+        grads = [p.grad for p in params]
+        if self.weight_decay is not None:
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, [_view(self.weight_decay, p) for p in params]))
+        torch._foreach_lerp_(m, grads, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+        if self.kind == "adam":
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, bias2 ** 0.5)
+            torch._foreach_add_(denom, EPS)
+            update = torch._foreach_div(m, denom)
+            torch._foreach_mul_(update, [_view(scale, p) for p in params])
+        else:
+            update = torch._foreach_div(m, bias1)
+            torch._foreach_mul_(update, [_view(lr, p) for p in params])
+            if rect is not None:  # RAdam, rectified (else its first steps: momentum SGD)
+                adaptive = torch._foreach_sqrt(v)
+                torch._foreach_add_(adaptive, EPS)
+                adaptive = torch._foreach_reciprocal(adaptive)  # bias2 ** 0.5 / x, as torch computes it
+                torch._foreach_mul_(adaptive, bias2 ** 0.5)
+                torch._foreach_mul_(update, adaptive)
+                torch._foreach_mul_(update, rect)
+        torch._foreach_sub_(params, update)
         decay = self.lr_decay if active is None else torch.where(active, self.lr_decay, torch.ones_like(self.lr))
         self.lr.mul_(decay)
 
