@@ -167,6 +167,9 @@ class ALRNNEnsemble(nn.Module):
     def readout(self, states: torch.Tensor) -> torch.Tensor:
         """``B z + b`` of states (K, ..., M) -> (K, ..., O)."""
         K = self.n_models
+        if states.ndim == 4 and not states.is_contiguous() and states.transpose(1, 2).is_contiguous():
+            # the numba backend's states are views of time-major arrays: read out in that layout, no copy
+            return self.readout(states.transpose(1, 2)).transpose(1, 2)
         flat = states.reshape(K, -1, self.n_units)
         return stacked_linear(flat, self.B, self.b).reshape(*states.shape[:-1], self.n_outputs)
 
