@@ -29,11 +29,11 @@ from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, weight_gradient
 
 
 @njit(cache=True)
-def _forward_one(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
+def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
     """One model: states (T, B, M) into ``out``, dLoss/dz of the N observed units into ``gy`` (T, B, N).
 
     ``x`` (B, T + 1, N) is the window, ``w`` (B, T) the loss weights of steps 1..T, ``force``
-    (T, B, N) and ``alpha`` (T, B) the teacher signal (time-major), ``drive`` ``_drive``'s.
+    (T, B, N) and ``alpha`` (T, B) the teacher signal (time-major), ``S`` (T, B, I) the inputs.
     Returns the loss.
     """
     T, B, M = out.shape
@@ -46,7 +46,7 @@ def _forward_one(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy):  # pr
             for i in range(N):
                 v += L[j, i] * x[b, 0, i]
             z0[b, N + j] = v
-    _scan(z0, drive, A, WT, n_lin, force, alpha, True, out)
+    _scan(z0, _drive(S, CT, h), A, WT, n_lin, force, alpha, True, out)
     total = 0.0
     num = 0.0
     for b in range(B):
@@ -86,17 +86,17 @@ def _backward_one(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA,
 
 
 @njit(cache=True)
-def _forward(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
+def _forward(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], drive[k], A[k], WT[k], n_lin[k], L[k], z0[k], out[k],
-                               gy[k])
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
+                               z0[k], out[k], gy[k])
 
 
 @njit(cache=True, parallel=True)
-def _forward_parallel(x, w, force, alpha, drive, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
+def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
     for k in prange(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], drive[k], A[k], WT[k], n_lin[k], L[k], z0[k], out[k],
-                               gy[k])
+        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
+                               z0[k], out[k], gy[k])
 
 
 @njit(cache=True)
@@ -128,8 +128,8 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         out = np.empty((K, T, B, M), dtype=dtype)
         gy = np.empty((K, T, B, N), dtype=dtype)
         loss = np.empty(K, dtype=dtype)
-        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, _drive(S, C, h), _np(A), _np(W.transpose(1, 2)),
-             n_lin, _np(L), z0, out, gy, loss)
+        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
+             _np(W.transpose(1, 2)), n_lin, _np(L), z0, out, gy, loss)
         ctx.arrays = (xs, f, a, S, n_lin, z0, out, gy)
         ctx.has_inputs = inputs is not None
         ctx.save_for_backward(A, W)
