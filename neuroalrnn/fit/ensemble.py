@@ -121,7 +121,9 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
         A separate table of validation trials.
     evaluate : callable, optional
         ``evaluate(module, val_batch) -> dict`` of (K,) metrics, called under ``torch.no_grad``;
-        ``val_loss`` (the objective on all validation trials) is always recorded with validation.
+        ``val_loss`` (the objective on all validation trials) is always recorded with validation:
+        computed by ``evaluate`` when it returns one (from the same run as its other metrics),
+        else by the objective.
     n_steps, batch_size, optimizer, eval_every, select_metric, select_mode, restore_best, checkpoint_every
         As for :func:`neuroalrnn.fit.trainer.train`, shared by all models.
     lr, lr_decay, weight_decay, clip_grad_norm, patience, seeds
@@ -298,10 +300,11 @@ class _Run:
         self.loss_count.zero_()
         if val is not None:
             module.eval()
-            rows["val_loss"] = objective(module, val).detach().cpu().numpy()
-            if evaluate is not None:
-                rows.update({k: np.asarray(torch.as_tensor(v).cpu(), dtype=float) for k, v in
-                             evaluate(module, val).items()})
+            metrics = {} if evaluate is None else \
+                {k: np.asarray(torch.as_tensor(v).cpu(), dtype=float) for k, v in evaluate(module, val).items()}
+            rows["val_loss"] = metrics.pop("val_loss") if "val_loss" in metrics else \
+                objective(module, val).detach().cpu().numpy()  # unless evaluate computed it on its own run
+            rows.update(metrics)
         if select_metric not in rows and (val is not None):
             raise ValueError(f"select_metric: {select_metric!r} is not among the metrics {sorted(rows)}")
         active = self.active.copy()

@@ -56,16 +56,21 @@ def task_objective(loss: str = "mse"):
     return objective
 
 
-def _evaluate_accuracy(ensemble, batch):
-    """Choice accuracy at the response epoch on each model's validation trials: {"val_accuracy": (K,)}."""
-    _, outputs = ensemble(batch["inputs"])
-    choice = torch.vmap(_choices)(outputs, batch["response"])
-    correct = (choice == batch["correct_choice"]).float()  # float32, as fit_task's accuracy
-    valid = batch.get("valid")
-    if valid is None:
-        return {"val_accuracy": correct.mean(1)}
-    valid = valid.float()
-    return {"val_accuracy": (correct * valid).sum(1) / valid.sum(1)}
+def _evaluate(loss: str):
+    """``evaluate(ensemble, batch)``: the validation loss and the choice accuracy at the response epoch,
+    {"val_loss": (K,), "val_accuracy": (K,)}, from one run of each model over its validation trials."""
+    per_model_loss = torch.vmap(lambda y, t, w: masked_loss(y, t, w, loss))
+
+    def evaluate(ensemble, batch):
+        _, outputs = ensemble(batch["inputs"])
+        choice = torch.vmap(_choices)(outputs, batch["response"])
+        correct = (choice == batch["correct_choice"]).float()  # float32, as fit_task's accuracy
+        valid = batch.get("valid")
+        accuracy = correct.mean(1) if valid is None else (correct * valid.float()).sum(1) / valid.float().sum(1)
+        return {"val_loss": per_model_loss(outputs, batch["targets"], _valid_weight(batch)),
+                "val_accuracy": accuracy}
+
+    return evaluate
 
 
 def fit_task_ensemble(ensemble, ds: xr.Dataset, train_trials=None, *, loss: str = "mse", val_fraction=0.2,
@@ -127,7 +132,7 @@ def fit_task_ensemble(ensemble, ds: xr.Dataset, train_trials=None, *, loss: str 
     data = {k: v for k, v in _tensors(ensemble, ds).items() if k in _KEYS}
     train_index = [t[tr] for t, (tr, _) in zip(train_trials, splits)]
     val_index = [t[va] for t, (_, va) in zip(train_trials, splits)] if all(has_val) else None
-    evaluate = _evaluate_accuracy if val_index is not None and "response" in data and "correct_choice" in data \
+    evaluate = _evaluate(loss) if val_index is not None and "response" in data and "correct_choice" in data \
         else None
     if select_mode is None:
         select_mode = "max" if "accuracy" in select_metric else "min"
