@@ -73,6 +73,22 @@ def test_any_diverged_start_scores_inf():
     assert worst == {"d_stsp": float("inf"), "d_h": float("inf")}
 
 
+def test_a_run_outside_the_data_scores_inf():
+    # the ReLU unit keeps its start value while positive and drives the first channel to 200 times it
+    module, val = _module(M=4, P=1), _val(n_trials=4)
+    with torch.no_grad():
+        module.model.A.fill_(0.5)
+        module.model.W.zero_()
+        module.model.W[3, 3], module.model.W[0, 3] = 0.5, 100.0
+        module.model.h.zero_()
+        module.observation.L.zero_()
+        module.observation.L[1, 0] = 1.0
+        val["x"][:, 0, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])  # the last trial's run leaves the data's range
+    one = make_evaluate(("d_stsp",), free_run_steps=500)(module.eval(), val)["d_stsp"]
+    assert np.isfinite(one)  # the first start's run decays into the data
+    assert make_evaluate(("d_stsp",), free_run_steps=500, free_run_starts=2)(module, val)["d_stsp"] == float("inf")
+
+
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError),
                                         ("2", TypeError)])
 def test_bad_free_run_starts(bad, error):

@@ -216,11 +216,12 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
             if not finite:
                 out.update({k: float("inf") for k in ("d_stsp", "d_h") if k in metrics})
                 return out
-            if "d_stsp" in metrics:
-                out["d_stsp"] = max(state_space_divergence(data, g, n_bins, smoothing, seed=seed) for g in gens)
+            worst = lambda scores: max(float(v) if np.isfinite(v) else float("inf") for v in scores)  # noqa: E731
+            if "d_stsp" in metrics:  # a NaN score (no model point in the data's range) counts as inf
+                out["d_stsp"] = worst(state_space_divergence(data, g, n_bins, smoothing, seed=seed) for g in gens)
             if "d_h" in metrics:
-                out["d_h"] = max(power_spectrum_error(data if free_run_steps is None else data[: len(g)], g, sigma)
-                                 for g in gens)
+                out["d_h"] = worst(power_spectrum_error(data if free_run_steps is None else data[: len(g)], g, sigma)
+                                   for g in gens)
         return {k: (float("inf") if not np.isfinite(v) else float(v)) for k, v in out.items()}
 
     return evaluate
