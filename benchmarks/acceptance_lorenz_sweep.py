@@ -3,13 +3,14 @@
 M = 20, P in {0, 1, 2, 3, 4, 5} x 10 seeds, sparse teacher forcing (tau = 16, noise of std 0.05 on
 the teacher signal, random 200-step windows of 400-step trials, batches of 16, RAdam, lr 6e-3
 decaying 100-fold over 15,000 steps), model selection by D_stsp of a held-out free run every 250
-steps (``--val-starts N``: the worst of N free runs from N validation trials spread over them);
-data, split and metrics as ``benchmarks/acceptance_lorenz.py``, for 60 models at once. The models
-are split into ``--jobs`` ensembles (one per worker process; ``neuroalrnn._sweep.run_tasks``
-runs them on a local Dask cluster, each with an atomic checkpoint in ``--out``, so a killed sweep
-resumes where it stopped). The training settings were chosen on P = 2 alone, 10 seeds each
-(``benchmarks/RESULTS.md`` lists the runs): 30,000 steps at lr 3e-3 with noise 0.1 (the earlier
-settings) solved 3-4 of 10 seeds, 15,000 steps at lr 6e-3 7 of 10, and with noise 0.05 9 of 10.
+steps (``--val-starts N --val-combine worst|median``: the worst or median of N free runs from N
+validation trials spread over them); data, split and metrics as ``benchmarks/acceptance_lorenz.py``,
+for 60 models at once. The models are split into ``--jobs`` ensembles (one per worker process;
+``neuroalrnn._sweep.run_tasks`` runs them on a local Dask cluster, each with an atomic checkpoint in
+``--out``, so a killed sweep resumes where it stopped). The training settings were chosen on P = 2
+alone, 10 seeds each (``benchmarks/RESULTS.md`` lists the runs): 30,000 steps at lr 3e-3 with noise
+0.1 (the earlier settings) solved 3-4 of 10 seeds, 15,000 steps at lr 6e-3 7 of 10, and with noise
+0.05 9 of 10.
 
 Reported per P, in the form AL-RNN studies use: the success rate (D_stsp <= 4.0 of the free run of
 10,000 steps after 1,000 transient steps from the trajectory's first point, against the whole
@@ -20,7 +21,7 @@ D_stsp 4.04, D_H 0.077 in 106 s; the authors' model: 3.52 / 0.143).
 
 Usage: python benchmarks/acceptance_lorenz_sweep.py [--jobs 2] [--out lorenz_sweep] [--n-steps 15000] [--lr 6e-3]
        [--noise 0.05] [--batch-size 16] [--eval-every 250] [--p-values 0,1,2,3,4,5] [--seeds 10] [--first-seed 0]
-       [--val-starts 1]
+       [--val-starts 1] [--val-combine worst]
        python benchmarks/acceptance_lorenz_sweep.py --quick   (2 seeds x 3 P, 300 steps: tests the script)
 """
 
@@ -68,7 +69,8 @@ def fit_part(task, shared):
         lr_decay=0.01 ** (1 / settings["decay_steps"]),
         clip_grad_norm=settings["clip_grad_norm"], eval_every=settings["eval_every"], select_metric="d_stsp",
         metrics=("d_stsp",), free_run_steps=settings["val_free_run"], transient=settings["transient"],
-        free_run_starts=settings["val_starts"], noise_std=settings["noise"],
+        free_run_starts=settings["val_starts"], free_run_combine=settings["val_combine"],
+        noise_std=settings["noise"],
         seeds=seeds, checkpoint=ckpt, fingerprint=task["key"] + json.dumps(settings, sort_keys=True))
     train_time = time.perf_counter() - start
     out = []
@@ -113,7 +115,9 @@ def main(argv=None):
     parser.add_argument("--val-free-run", type=int, default=10000,
                         help="steps of the free run that model selection scores (the reported one has 10,000)")
     parser.add_argument("--val-starts", type=int, default=1,
-                        help="selection scores the worst of this many free runs, from as many validation trials")
+                        help="selection scores this many free runs, from as many validation trials")
+    parser.add_argument("--val-combine", choices=("worst", "median"), default="worst",
+                        help="how selection combines the --val-starts runs' D_stsp")
     parser.add_argument("--clip-grad-norm", type=float, default=None, help="per-model gradient-norm clip (none)")
     parser.add_argument("--p-values", default="0,1,2,3,4,5")
     parser.add_argument("--seeds", type=int, default=10)
@@ -134,7 +138,8 @@ def main(argv=None):
         settings = {"n_steps": 300, "eval_every": 100, "free_run": 2000, "transient": 200}
     settings.update(lr=args.lr, batch_size=args.batch_size, clip_grad_norm=args.clip_grad_norm, noise=args.noise,
                     decay_steps=args.decay_steps or settings["n_steps"],
-                    val_free_run=settings["free_run"] if args.quick else args.val_free_run, val_starts=args.val_starts)
+                    val_free_run=settings["free_run"] if args.quick else args.val_free_run, val_starts=args.val_starts,
+                    val_combine=args.val_combine)
     models = [(p, s) for s in range(args.first_seed, args.first_seed + args.seeds) for p in p_values]
     parts = [models[i::args.jobs] for i in range(args.jobs)]  # every part mixes P and seeds: equal work
     tasks = [{"key": f"lorenz-part{i}-of{args.jobs}", "models": part, "settings": settings}

@@ -27,11 +27,11 @@ def _val(n_trials=10, T=40, N=2, seed=0):
     return {"x": x, "mask": torch.ones(n_trials, T, dtype=torch.bool)}
 
 
-def _by_hand(module, val, starts):
+def _by_hand(module, val, starts, steps=STEPS, transient=TRANSIENT):
     """D_stsp and D_H of each free run from the first observations of trials ``starts``, as the docs define."""
     data = val["x"].numpy().reshape(-1, val["x"].shape[-1])
     with torch.no_grad():
-        gens = module.latent_free_run(val["x"][starts, 0].numpy(), STEPS + TRANSIENT)[..., :2].numpy()[:, TRANSIENT:]
+        gens = module.latent_free_run(val["x"][starts, 0].numpy(), steps + transient)[..., :2].numpy()[:, transient:]
     return ([state_space_divergence(data, g, 30, 1e-5, seed=0) for g in gens],
             [power_spectrum_error(data[: len(g)], g, 20.0) for g in gens])
 
@@ -56,8 +56,16 @@ def test_several_starts_score_the_worst_run(n, starts):
     np.testing.assert_allclose([got["d_stsp"], got["d_h"]], [max(d), max(h)], rtol=1e-12)
 
 
-def test_any_diverged_start_scores_inf():
-    # the ReLU unit starts at the first channel's value (L) and grows 2.5-fold a step while positive
+def test_median_of_several_starts():
+    module, val = _module(seed=5, scale=0.3), _val()
+    d, h = _by_hand(module, val, [0, 3, 6, 9])
+    got = _evaluate(module, val, free_run_starts=4, free_run_combine="median")
+    np.testing.assert_allclose([got["d_stsp"], got["d_h"]], [np.median(d), np.median(h)], rtol=1e-12)
+    assert got["d_h"] < max(h)
+
+
+def _diverging():
+    """A model whose run diverges from trial 3 only (its ReLU unit starts positive and grows 2.5-fold a step)."""
     module, val = _module(M=4, P=1), _val(n_trials=4)
     with torch.no_grad():
         module.model.A.fill_(0.5)
@@ -66,11 +74,20 @@ def test_any_diverged_start_scores_inf():
         module.model.h.zero_()
         module.observation.L.zero_()
         module.observation.L[1, 0] = 1.0
-        val["x"][:, 0, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])  # only the last trial starts it positive
-    long = make_evaluate(("d_stsp", "d_h"), free_run_steps=1000)
-    assert np.isfinite(list(long(module.eval(), val).values())).all()
+        val["x"][:, 0, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])
+    return module.eval(), val
+
+
+def test_any_diverged_start_scores_inf():
+    module, val = _diverging()
+    one = make_evaluate(("d_stsp", "d_h"), free_run_steps=1000)(module, val)
+    assert np.isfinite(list(one.values())).all()
     worst = make_evaluate(("d_stsp", "d_h"), free_run_steps=1000, free_run_starts=2)(module, val)
     assert worst == {"d_stsp": float("inf"), "d_h": float("inf")}
+    # the median counts the diverged run as inf: the mean of the 2nd and 3rd of (d0, d1, d2, inf)
+    median = make_evaluate(("d_stsp",), free_run_steps=1000, free_run_starts=4, free_run_combine="median")
+    d, _ = _by_hand(module, val, [0, 1, 2], steps=1000, transient=0)
+    assert median(module, val)["d_stsp"] == pytest.approx(np.median(d + [np.inf]), rel=1e-12)
 
 
 def test_a_run_outside_the_data_scores_inf():
@@ -96,6 +113,11 @@ def test_bad_free_run_starts(bad, error):
         make_evaluate(free_run_steps=100, free_run_starts=bad)
 
 
+def test_bad_free_run_combine():
+    with pytest.raises(ValueError, match="free_run_combine: expected 'worst' or 'median', got 'mean'"):
+        make_evaluate(free_run_steps=100, free_run_starts=4, free_run_combine="mean")
+
+
 def test_free_run_starts_needs_the_trials_and_free_run_steps():
     with pytest.raises(ValueError, match="free_run_starts: 2 starts need free_run_steps"):
         make_evaluate(free_run_starts=2)
@@ -111,7 +133,7 @@ def _sines():
 def test_fits_select_on_several_starts():
     x = _sines()  # val=0.2: 4 validation trials
     kw = dict(tau=5, n_steps=40, eval_every=20, metrics=("d_stsp",), select_metric="d_stsp", free_run_steps=60,
-              free_run_starts=3)
+              free_run_starts=3, free_run_combine="median")
     fits = fit_teacher_forcing_ensemble(ALRNNEnsemble(6, [0, 2], seeds=[0, 1]), x, seeds=[0, 1], **kw)
     single = fit_teacher_forcing(ALRNN(6, 2, seed=0), x, seed=0, **kw)
     for fitted in (*fits, single):

@@ -140,7 +140,8 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
                                  optimizer: str = "radam", lr=1e-3, lr_decay=None, clip_grad_norm=10.0,
                                  eval_every: int = 100, patience=None, select_metric: str = "n_step",
                                  metrics=METRICS, n_ahead: int = 20, free_run_steps=None, transient: int = 0,
-                                 free_run_starts: int = 1, alpha_schedule: str = "reference", adapt_every=None,
+                                 free_run_starts: int = 1, free_run_combine: str = "worst",
+                                 alpha_schedule: str = "reference", adapt_every=None,
                                  alpha_decay=None, checkpoint=None, seeds=0, fingerprint: str = "",
                                  progress: bool = False) -> list:
     """Teacher-force the K models of ``ensemble`` on recorded trials; one fitted ObservedALRNN per model.
@@ -155,8 +156,8 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
     lr, lr_decay, clip_grad_norm, patience, seeds
         One value for all models or one per model (``lr_decay`` None: a 100-fold decay over the run).
     val, forcing, tau, alpha, observation, noise_std, sequence_length, zscore, n_steps, batch_size, optimizer,
-    eval_every, select_metric, metrics, n_ahead, free_run_steps, transient, free_run_starts, alpha_schedule,
-    adapt_every, alpha_decay
+    eval_every, select_metric, metrics, n_ahead, free_run_steps, transient, free_run_starts, free_run_combine,
+    alpha_schedule, adapt_every, alpha_decay
         As for :func:`neuroalrnn.fit.teacher_forcing.fit_teacher_forcing`, shared by all models.
     checkpoint, fingerprint, progress
         See :func:`neuroalrnn.fit.ensemble.train_ensemble`.
@@ -214,7 +215,8 @@ def fit_teacher_forcing_ensemble(ensemble, ds, train_trials=None, *, val=0.2, fo
     if splits[0][1] is not None:
         val_data, val_index = _rows([v for _, v in splits], stats, dtype)
         evaluators = [make_evaluate(metrics, n_ahead=n_ahead, free_run_steps=free_run_steps, transient=transient,
-                                    free_run_starts=free_run_starts, seed=s) for s in seeds]
+                                    free_run_starts=free_run_starts, free_run_combine=free_run_combine, seed=s)
+                      for s in seeds]
         lengths = [len(ix) for ix in val_index]
         views = [module.member(k) for k in range(K)]  # refreshed before each evaluation
 

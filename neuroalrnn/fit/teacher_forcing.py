@@ -264,7 +264,8 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
                         lr_decay: float | None = None, clip_grad_norm: float | None = 10.0, eval_every: int = 100,
                         patience: int | None = None, select_metric: str = "n_step",
                         metrics=METRICS, n_ahead: int = 20, free_run_steps: int | None = None, transient: int = 0,
-                        free_run_starts: int = 1, alpha_schedule: str = "reference", adapt_every: int | None = None,
+                        free_run_starts: int = 1, free_run_combine: str = "worst", alpha_schedule: str = "reference",
+                        adapt_every: int | None = None,
                         alpha_decay: float | None = None, checkpoint=None, seed: int = 0,
                         progress: bool = False):
     """Fit an ALRNN to recorded trials by sparse or generalized teacher forcing.
@@ -297,8 +298,8 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
         Passed to :func:`neuroalrnn.fit.trainer.train`; ``lr_decay`` defaults to a 100-fold decay
         over ``n_steps`` (as the reference tutorial).
     select_metric : {"n_step", "d_stsp", "d_h", "val_loss"}
-    metrics, n_ahead, free_run_steps, transient, free_run_starts
-        See :func:`make_evaluate` (``free_run_starts`` > 1: select on the worst of several free runs).
+    metrics, n_ahead, free_run_steps, transient, free_run_starts, free_run_combine
+        See :func:`make_evaluate` (``free_run_starts`` > 1: select on several free runs' worst or median).
 
     Returns
     -------
@@ -339,7 +340,7 @@ def fit_teacher_forcing(model, ds, *, val=0.2, forcing: str = "sparse", tau: int
     val_data = None if val_ds is None else to_tensors(val_ds, mean, std, dtype)
     evaluate = None if val_ds is None else make_evaluate(metrics, n_ahead=n_ahead, free_run_steps=free_run_steps,
                                                          transient=transient, free_run_starts=free_run_starts,
-                                                         seed=seed)
+                                                         free_run_combine=free_run_combine, seed=seed)
     if val_ds is None:
         select_metric = "train_loss"
     if lr_decay is None:  # a 100-fold decay over the run (n_steps itself is checked by train)
