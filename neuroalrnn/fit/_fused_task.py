@@ -12,9 +12,11 @@ unfused objective to float rounding (``tests/test_fit_ensemble.py``).
 
 Inside, states are time-major (T, B, M), the layout of the recurrence kernels of
 ``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit). The
-gradient products over all T x B rows (dC, dW) run in torch as one batched product for all models
-(``_drive_grads``, ``weight_gradient``): its BLAS ran them 1.6-3.5x faster than numba's link at
-M = 16-64. The drive is made per model in compiled code, where it stays in cache for the scan.
+gradient products over all T x B rows (dC, dW) run in torch, one batched product per chunk of models
+right after the chunk's adjoint while its arrays are in cache (``_drive_grads``, ``weight_gradient``,
+``model_chunks``): the step took 0.86x the time of those products inside the kernel at the demo's
+size, 0.96x at M = 64 (2026-11-29). The drive is made per model in compiled code, where it stays in
+cache for the scan.
 
 Used for the ``"mse"`` loss of float32/float64 ensembles on CPU whose backend is ``"auto"`` or
 ``"numba"``; everything else goes through the unfused objective.
@@ -27,7 +29,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, weight_gradient
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, model_chunks, weight_gradient
 
 
 @njit(cache=True)
@@ -60,6 +62,20 @@ def _drive(S, CT, h):  # pragma: no cover - compiled
         for i in range(M):
             flat[r, i] = flat[r, i] + h[i] if I > 0 else h[i]
     return drive
+
+
+@njit(cache=True)
+def _drive_backward(lam, S, dh, dC):  # pragma: no cover - compiled
+    """Adds to dh (M,) and writes dC (M, I) from lam = dLoss/d drive (T, B, M) and the inputs S (T, B, I),
+    per model in compiled code (the teacher-forcing step; the task step uses ``_drive_grads``)."""
+    T, B, M = lam.shape
+    I = S.shape[2]
+    flat = lam.reshape(T * B, M)
+    for r in range(T * B):
+        for i in range(M):
+            dh[i] += flat[r, i]
+    if I > 0:
+        np.dot(flat.T, S.reshape(T * B, I), dC)
 
 
 def _drive_grads(lam: np.ndarray, S: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +135,7 @@ def _backward_one(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # prag
     np.dot(g, Bo, gout.reshape(T * B, M))
     none = np.empty((T, B, 0), dtype=dt)
     _adjoint(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, none, np.empty((T, B), dtype=dt), False,
-             np.empty((B, M), dtype=dt), lam, dA, PH, none, np.zeros((0, 0), dtype=dt))
+             np.empty((B, M), dtype=dt), lam, dA, PH, np.zeros((0, 0), dtype=dt), none, np.zeros((0, 0), dtype=dt))
 
 
 @njit(cache=True)
@@ -169,15 +185,20 @@ class _FusedTaskMSE(torch.autograd.Function):
     def backward(ctx, grad):
         A, W, B = ctx.saved_tensors
         S, n_lin, out, gy = ctx.arrays
-        K, M, O = A.shape[0], A.shape[1], B.shape[1]
+        K, M, I, O = A.shape[0], A.shape[1], S.shape[3], B.shape[1]
         dtype = out.dtype
-        lam, PH = np.empty(out.shape, dtype), np.empty(out.shape, dtype)
+        scale, A, W, B = _np(grad).astype(dtype), _np(A), _np(W), _np(B)
         dA, dB, db = np.zeros((K, M), dtype), np.zeros((K, O, M), dtype), np.zeros((K, O), dtype)
-        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), _np(A), _np(W), n_lin, _np(B), out, gy,
-             lam, PH, dA, dB, db)
-        dh, dC = _drive_grads(lam, S)
-        return (None, None, None, torch.from_numpy(dA), weight_gradient(lam, PH), dh, dC, torch.from_numpy(dB),
-                torch.from_numpy(db), None)
+        dW, dh, dC = (torch.empty(shape, dtype=torch.from_numpy(dA).dtype) for shape in ((K, M, M), (K, M), (K, M, I)))
+        chunks = model_chunks(K, out[0].nbytes)
+        lam, PH = (np.empty((chunks[0].stop,) + out.shape[1:], dtype) for _ in range(2))  # reused by every chunk
+        for c in chunks:  # the torch products right after the adjoint, on arrays still in cache
+            n = c.stop - c.start
+            _run(_backward, _backward_parallel, n, scale[c], A[c], W[c], n_lin[c], B[c], out[c], gy[c], lam[:n], PH[:n],
+                 dA[c], dB[c], db[c])
+            dW[c] = weight_gradient(lam[:n], PH[:n])
+            dh[c], dC[c] = _drive_grads(lam[:n], S[c])
+        return (None, None, None, torch.from_numpy(dA), dW, dh, dC, torch.from_numpy(dB), torch.from_numpy(db), None)
 
 
 def fusable(ensemble, batch) -> bool:

@@ -24,8 +24,8 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.fit._fused_task import _drive, _drive_grads
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, weight_gradient
+from neuroalrnn.fit._fused_task import _drive, _drive_backward
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
 
 
 @njit(cache=True)
@@ -64,9 +64,8 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
 
 
 @njit(cache=True)
-def _backward_one(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
-    """One model's dA and dL (M - N, N), and lam = dLoss/d drive and PH (T, B, M) for ``weight_gradient``
-    and ``_drive_grads`` (``scale`` is dOut/dLoss)."""
+def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+    """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
     T, B, M = out.shape
     N = x.shape[2]
     dt = out.dtype
@@ -75,9 +74,11 @@ def _backward_one(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA,
         for b in range(B):
             for n in range(N):
                 gout[t, b, n] = gy[t, b, n] * scale
+    lam = np.empty((T, B, M), dtype=dt)
     dz0 = np.empty((B, M), dtype=dt)
-    _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, PH, np.empty(force.shape, dtype=dt),
-             np.zeros((0, 0), dtype=dt))  # the teacher signal is data: no dforce, dalpha needed
+    _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, np.empty((T, B, M), dtype=dt), dW,
+             np.empty(force.shape, dtype=dt), np.zeros((0, 0), dtype=dt))  # the teacher signal is data: no dforce, dalpha
+    _drive_backward(lam, S, dh, dC)
     for b in range(B):  # through z_1 = [x_1, L x_1]
         for j in range(M - N):
             g = dz0[b, N + j]
@@ -100,17 +101,17 @@ def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy
 
 
 @njit(cache=True)
-def _backward(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
+def _backward(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
     for k in range(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k], lam[k], PH[k],
-                      dA[k], dL[k])
+        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
+                      dA[k], dW[k], dh[k], dC[k], dL[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(scale, x, force, alpha, A, W, n_lin, z0, out, gy, lam, PH, dA, dL):  # pragma: no cover
+def _backward_parallel(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
     for k in prange(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k], lam[k], PH[k],
-                      dA[k], dL[k])
+        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
+                      dA[k], dW[k], dh[k], dC[k], dL[k])
 
 
 class _FusedTeacherForcingMSE(torch.autograd.Function):
@@ -140,15 +141,13 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
     def backward(ctx, grad):
         A, W = ctx.saved_tensors
         xs, f, a, S, n_lin, z0, out, gy = ctx.arrays
-        K, M, N = A.shape[0], A.shape[1], xs.shape[3]
+        K, M, N, I = A.shape[0], A.shape[1], xs.shape[3], S.shape[3]
         dtype = out.dtype
-        lam, PH = np.empty(out.shape, dtype), np.empty(out.shape, dtype)
-        dA, dL = np.zeros((K, M), dtype), np.zeros((K, M - N, N), dtype)
-        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, _np(A), _np(W), n_lin, z0,
-             out, gy, lam, PH, dA, dL)
-        dh, dC = _drive_grads(lam, S)
-        return (None,) * 5 + (torch.from_numpy(dA), weight_gradient(lam, PH), dh, dC if ctx.has_inputs else None,
-                              torch.from_numpy(dL), None)
+        grads = [np.zeros(shape, dtype=dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, M - N, N))]
+        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, S, _np(A), _np(W), n_lin, z0,
+             out, gy, *grads)
+        dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in grads)
+        return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None)
 
 
 def fusable(identity: bool, model, backend, *tensors) -> bool:

@@ -12,12 +12,11 @@ objectives (``neuroalrnn.fit._fused_task``, ``_fused_tf``) call the kernels with
 Each step has one small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward
 pass is a hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states,
 so memory is O(K B T M) and time O(T). ``dW`` is one product over all T x B rows after the time loop
-(2-7% faster than one small product per step at M = 16-64), done in torch for all K models at once
-(``weight_gradient``): torch's BLAS (MKL on x86) ran these long, thin products 2.5-3x faster than
-numba's link (2026-11-29). The per-step GEMMs go through the BLAS numba links (scipy's OpenBLAS):
-hand-written loops (vectorised by LLVM, no fastmath) took 1.4-2x its time at M = 16-128 (measured
-with ``benchmarks/bench_recurrence.py``'s machine, AVX2), and 7x at M = 16 with the sizes known to
-the compiler (2026-11-29). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
+(2-7% faster than one small product per step at M = 16-64); the fused task step leaves it to torch
+(``weight_gradient``, ``model_chunks``), whose BLAS ran it faster there. The per-step GEMMs go
+through the BLAS numba links (scipy's OpenBLAS): hand-written loops (vectorised by LLVM, no
+fastmath) took 1.4-2x its time at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s
+machine, AVX2), and 7x at M = 16 with the sizes known to the compiler (2026-11-29). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
 
 Models are independent: with ``torch.get_num_threads()`` > 1 and K > 1 they are spread over that
 many numba threads (``prange`` over K; ``numba.set_num_threads`` is set for the call and restored
@@ -92,12 +91,13 @@ def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no 
 
 @njit(cache=True)
 def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
-             dz0, lam, dA, PH, dforce, dalpha):  # pragma: no cover - compiled
+             dz0, lam, dA, PH, dW, dforce, dalpha):  # pragma: no cover - compiled
     """Reverse-time adjoint of ``_scan`` (same layout): writes dz0 (B, M), lam = d drive (T, B, M) and
-    PH = phi of each step's (forced) previous state (T, B, M), adds to dA, dforce (T, B, N; written
+    PH = phi of each step's (forced) previous state (T, B, M), adds to dA, dW, dforce (T, B, N; written
     where alpha != 0) and dalpha (T, B; a (0, 0) array: not needed).
 
-    ``dW = lam^T PH`` over all T x B rows is left to the caller (``weight_gradient``)."""
+    ``dW += lam^T PH`` is one product over all T x B rows at the end; with ``dW`` a (0, 0) array it is
+    left to the caller (the fused task step: ``weight_gradient``)."""
     T, B, M = out.shape
     n = B * M
     dt = out.dtype
@@ -137,6 +137,12 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
                         dalpha[t, b] += dp * (force[t, b, i] - raw[b * M + i])
                     carry[b * M + i] = (1 - a) * dp
     dz0[:] = carry.reshape(B, M)
+    if dW.shape[0] > 0:
+        dWt = np.empty((M, M), dtype=dt)
+        np.dot(lam.reshape(T * B, M).T, PH.reshape(T * B, M), dWt)    # lambda phi^T over all steps and trials
+        for i in range(M):
+            for j in range(M):
+                dW[i, j] += dWt[i, j]
     for b in range(B):
         for i in range(M):
             dA[i] += dAe[b * M + i]
@@ -160,38 +166,62 @@ def _forward_parallel(z0, drive, A, WT, n_lin, force, alpha, has_force):  # prag
 
 
 def _grads(out, force, need_dalpha=True):
-    """Zeroed/empty gradient arrays of a time-major (K, T, B, M) run: dz0, lam, dA, PH, dforce, dalpha."""
+    """Zeroed/empty gradient arrays of a time-major (K, T, B, M) run: dz0, lam, dA, dW, dforce, dalpha."""
     K, T, B, M = out.shape
     dalpha = np.zeros((K, T, B) if need_dalpha else (K, 0, 0), out.dtype)
     return (np.empty((K, B, M), out.dtype), np.empty(out.shape, out.dtype), np.zeros((K, M), out.dtype),
-            np.empty(out.shape, out.dtype), np.zeros(force.shape, out.dtype), dalpha)
+            np.zeros((K, M, M), out.dtype), np.zeros(force.shape, out.dtype), dalpha)
 
 
 def weight_gradient(lam: np.ndarray, PH: np.ndarray) -> torch.Tensor:
     """dW (K, M, M) = lam^T PH over the T x B rows of each model's time-major (K, T, B, M) arrays.
 
-    One batched product in torch: its BLAS (MKL on x86 builds) ran these long, thin products 2.5-3x
-    faster than numba's OpenBLAS link (0.33 against 0.97 ms for 15 models of M = 16 over 2368 rows,
-    2026-11-29, 2-core dev box)."""
+    One batched product in torch: on arrays in cache its BLAS (MKL on x86 builds) ran these long, thin
+    products 2-2.5x faster than numba's OpenBLAS link (0.42 against 0.82 ms for 15 models of M = 16
+    over 2368 rows, 2026-11-29, 2-core dev box); see ``model_chunks``."""
     K, M = lam.shape[0], lam.shape[-1]
     lam_t, ph = torch.from_numpy(lam).reshape(K, -1, M), torch.from_numpy(PH).reshape(K, -1, M)
     return torch.bmm(lam_t.transpose(1, 2), ph)
 
 
+# A chunk of models whose lam and PH fit in one core's L2 cache (1 MB on the dev box, 0.5-2 MB on
+# common x86 cores) beside the kernel's other arrays.
+_CHUNK_BYTES = 1 << 20
+
+
+def model_chunks(K: int, per_model_bytes: int) -> list[slice]:
+    """The K models in runs of consecutive models whose time-major (T, B, M) array is at most
+    ``_CHUNK_BYTES`` together (at least one model each).
+
+    The fused task step runs the adjoint and then the torch products on lam and PH chunk by chunk, so
+    the products read arrays still in cache: over all 15 models at once (2.3 MB each at the demo's
+    size) the step was 0.92x the in-kernel products' time, in chunks 0.86x; for the Lorenz sweep's
+    teacher forcing (30 models, 7.6 MB) one product over all models made the step 1.13x slower, in
+    chunks still 1.02-1.05x, so that step keeps the in-kernel product (2026-11-29, A/B in one process).
+
+    Examples
+    --------
+    >>> model_chunks(5, 400_000)  # 2.5 models fit in 1 MB: runs of 2
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    n = max(1, min(K, _CHUNK_BYTES // max(int(per_model_bytes), 1)))
+    return [slice(s, min(K, s + n)) for s in range(0, K, n)]
+
+
 @njit(cache=True)
-def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force, dz0, lam, dA, PH, dforce,
+def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force, dz0, lam, dA, dW, dforce,
               dalpha):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
         _adjoint(gout[k], z0[k], out[k], A[k], W[k], n_lin[k], force[k], alpha[k], has_force,
-                 dz0[k], lam[k], dA[k], PH[k], dforce[k], dalpha[k])
+                 dz0[k], lam[k], dA[k], np.empty(out.shape[1:], dtype=out.dtype), dW[k], dforce[k], dalpha[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(gout, z0, out, A, W, n_lin, force, alpha, has_force, dz0, lam, dA, PH, dforce,
+def _backward_parallel(gout, z0, out, A, W, n_lin, force, alpha, has_force, dz0, lam, dA, dW, dforce,
                        dalpha):  # pragma: no cover - compiled
     for k in prange(out.shape[0]):
         _adjoint(gout[k], z0[k], out[k], A[k], W[k], n_lin[k], force[k], alpha[k], has_force,
-                 dz0[k], lam[k], dA[k], PH[k], dforce[k], dalpha[k])
+                 dz0[k], lam[k], dA[k], np.empty(out.shape[1:], dtype=out.dtype), dW[k], dforce[k], dalpha[k])
 
 
 _PARALLEL = threading.Lock()  # numba's workqueue threading layer must not be entered from two threads
@@ -280,13 +310,11 @@ class _NumbaScan(torch.autograd.Function):
         grads = _grads(out, f, ctx.has_force and need[5])
         _run(_backward, _backward_parallel, out.shape[0], _time_major(grad), _np(z0), out, _np(A), _np(W),
              ctx.n_lin, f, a, ctx.has_force, *grads)
-        dz0, lam, dA, PH, dforce, dalpha = grads
-        dW = weight_gradient(lam, PH) if need[3] else None
-        dz0, lam, dA, dforce, dalpha = (torch.from_numpy(g) for g in (dz0, lam, dA, dforce, dalpha))
+        dz0, lam, dA, dW, dforce, dalpha = (torch.from_numpy(g) for g in grads)
         return (dz0 if need[0] else None,
                 lam.transpose(1, 2) if need[1] else None,
                 dA if need[2] else None,
-                dW,
+                dW if need[3] else None,
                 dforce.transpose(1, 2) if (ctx.has_force and need[4]) else None,
                 dalpha.transpose(1, 2) if (ctx.has_force and need[5]) else None,
                 None)
