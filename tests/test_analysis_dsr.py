@@ -41,13 +41,13 @@ def test_binning_matches_dense_reference(rng, dims, n_bins):
 @pytest.mark.parametrize("dims,n_bins", [(2, 30), (3, 30), (4, 12)])
 def test_binning_dense_and_sorted_counts_agree(rng, dims, n_bins, monkeypatch):
     # histograms are counted densely up to _DENSE_CELLS cells and over the occupied cells above it
-    import neuroalrnn.analysis.dsr as dsr
+    import neuroalrnn.analysis._kl as kl
 
     x = rng.normal(size=(4000, dims))
     y = np.concatenate([0.8 * rng.normal(size=(3000, dims)) + 0.3, np.full((5, dims), np.nan),
                         np.full((2, dims), np.inf)])
     dense = state_space_divergence(x, y, n_bins=n_bins)
-    monkeypatch.setattr(dsr, "_DENSE_CELLS", 0)
+    monkeypatch.setattr(kl, "_DENSE_CELLS", 0)
     assert state_space_divergence(x, y, n_bins=n_bins) == dense  # the same cells summed in the same order
     with np.errstate(invalid="ignore"):
         assert dense == pytest.approx(_dense_kl(x, y, n_bins), rel=1e-9)  # non-finite rows: outside the range

@@ -22,15 +22,12 @@ All inputs are numpy arrays, torch tensors or xarray objects; (time, dim) or
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.special import logsumexp
 
-from ..utils import check_random_state
+from ._kl import _bin_index, _kl_binning, _kl_gmm
 
-__all__ = ["state_space_divergence", "power_spectrum_error", "hellinger_distance",
+__all__ = ["state_space_divergence", "state_space_divergences", "power_spectrum_error", "hellinger_distance",
            "n_step_prediction_error"]
 
 GMM_MIN_DIMS = 11
@@ -120,100 +117,54 @@ def state_space_divergence(x_data, x_model, n_bins: int = 30, smoothing: float =
     >>> state_space_divergence(x, rng.normal(size=(5000, 2))) < state_space_divergence(x, x + 2)
     True
     """
-    xd, xm = _as_array(x_data, "x_data"), _as_array(x_model, "x_model")
-    if xd.shape[-1] != xm.shape[-1]:
-        raise ValueError(f"x_model: has {xm.shape[-1]} dims, x_data has {xd.shape[-1]}")
+    return float(_divergences(x_data, [x_model], n_bins, smoothing, method, scaling, max_used, mc_n, seed,
+                              "x_model")[0])
+
+
+def state_space_divergences(x_data, x_models, n_bins: int = 30, smoothing: float = 1e-5, *,
+                            method: str = "auto", scaling: float = 1.0, max_used: int = 10000,
+                            mc_n: int = 1000, seed=None) -> np.ndarray:
+    """D_stsp of several model runs against the same data, the data binned once.
+
+    The same values as ``[state_space_divergence(x_data, m, ...) for m in x_models]`` (e.g. free
+    runs from several initial conditions); with binning, the data's histogram is computed once
+    (two thirds of the time of one call for 20,000 data and 10,000 model points).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(5000, 2))
+    >>> runs = [rng.normal(size=(5000, 2)), x + 2]
+    >>> bool(np.all(state_space_divergences(x, runs) == [state_space_divergence(x, r) for r in runs]))
+    True
+    """
+    return _divergences(x_data, x_models, n_bins, smoothing, method, scaling, max_used, mc_n, seed, "x_models")
+
+
+def _divergences(x_data, x_models, n_bins, smoothing, method, scaling, max_used, mc_n, seed, name):
+    xd = _as_array(x_data, "x_data")
+    models = [_as_array(x, name) for x in x_models]
+    for xm in models:
+        if xd.shape[-1] != xm.shape[-1]:
+            raise ValueError(f"{name}: has {xm.shape[-1]} dims, x_data has {xd.shape[-1]}")
     if method not in ("auto", "binning", "gmm"):
         raise ValueError(f"method: expected 'auto', 'binning' or 'gmm', got {method!r}")
     rows_d = _rows(xd)
-    flat_m = xm.reshape(-1, xm.shape[-1])
     if len(rows_d) < 2:
         raise ValueError("x_data: fewer than 2 finite time points")
     if method == "gmm" or (method == "auto" and xd.shape[-1] >= GMM_MIN_DIMS):
-        return _kl_gmm(rows_d, _rows(xm), scaling, max_used, mc_n, seed)
+        return np.array([_kl_gmm(rows_d, _rows(xm), scaling, max_used, mc_n, seed) for xm in models])
     if not (isinstance(n_bins, (int, np.integer)) and n_bins >= 2):
         raise ValueError(f"n_bins: expected an integer >= 2, got {n_bins!r}")
     if not (np.isfinite(smoothing) and smoothing > 0):
         raise ValueError(f"smoothing: expected a positive number, got {smoothing!r}")
-    return _kl_binning(rows_d, flat_m, int(n_bins), float(smoothing))
-
-
-_DENSE_CELLS = 2 ** 22  # histograms with at most this many cells are counted densely (32 MB of counts)
-
-
-def _bin_index(x, lo, hi, n_bins):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coords = np.floor(n_bins * (x - lo) / (hi - lo)).T
-    inlier = np.ones(coords.shape[1], dtype=bool)
-    for c in coords:  # per axis (row reductions over a few dims are slow); NaN and inf fail the tests
-        inlier &= (c > 0) & (c < n_bins)
-    coords = coords[:, inlier].astype(np.int64)
-    index = coords[0]
-    for c in coords[1:]:  # np.ravel_multi_index's C order
-        index = index * n_bins + c
-    return index
-
-
-def _kl_binning(xd, xm, n_bins, alpha):
-    lo, hi = xd.min(0), xd.max(0)
+    lo, hi = rows_d.min(0), rows_d.max(0)
     if np.any(hi <= lo):
         raise ValueError(f"x_data: dims {np.flatnonzero(hi <= lo).tolist()} are constant; cannot bin them")
-    idx_d, idx_m = _bin_index(xd, lo, hi, n_bins), _bin_index(xm, lo, hi, n_bins)
-    if idx_d.size == 0 or idx_m.size == 0:
-        return float("nan")
-    n_cells = float(n_bins) ** xd.shape[1]
-    if n_cells <= _DENSE_CELLS:  # count into every cell: no sort (5x faster for 3 dims x 30 bins)
-        h_d = np.bincount(idx_d, minlength=int(n_cells)).astype(float)
-        h_m = np.bincount(idx_m, minlength=int(n_cells)).astype(float)
-        occupied = (h_d > 0) | (h_m > 0)
-        h_d, h_m = h_d[occupied], h_m[occupied]
-    else:  # only the occupied cells, found by sorting the indices
-        cells, inv = np.unique(np.concatenate([idx_d, idx_m]), return_inverse=True)
-        h_d = np.bincount(inv[: idx_d.size], minlength=cells.size).astype(float)
-        h_m = np.bincount(inv[idx_d.size:], minlength=cells.size).astype(float)
-    z_d, z_m = idx_d.size + alpha * n_cells, idx_m.size + alpha * n_cells
-    p, q = (h_d + alpha) / z_d, (h_m + alpha) / z_m
-    kl = np.sum(p * np.log(p / q))
-    # cells empty in both histograms all hold the same smoothed masses
-    n_empty = n_cells - h_d.size
-    kl += n_empty * (alpha / z_d) * np.log(z_m / z_d)
-    return float(kl)
-
-
-def _mixture_log_density(z, mu, var):
-    """log of mean_k exp(-|z - mu_k|^2 / (2 var)) / var^(d/2) for each row of z, in log space.
-
-    The reference's normalisation (no (2 pi)^(d/2): it cancels in the divergence); logsumexp
-    keeps densities far below float range (many dims) exact instead of rounding them to 0.
-    """
-    out = np.empty(len(z))
-    mu_sq = np.sum(mu * mu, axis=1)
-    for start in range(0, len(z), 256):
-        zz = z[start:start + 256]
-        d2 = np.sum(zz * zz, axis=1)[:, None] - 2.0 * zz @ mu.T + mu_sq[None, :]
-        d2 = np.where(np.isnan(d2), np.inf, np.maximum(d2, 0.0))  # inf - inf: an overflowing component is far
-        out[start:start + 256] = logsumexp(-0.5 * d2 / var, axis=1)
-    return out - np.log(len(mu)) - 0.5 * mu.shape[1] * np.log(var)
-
-
-def _kl_gmm(xd, xm, scaling, max_used, mc_n, seed):
-    if not (np.isfinite(scaling) and scaling > 0):
-        raise ValueError(f"scaling: expected a positive number, got {scaling!r}")
-    if len(xm) == 0:
-        return float("nan")
-    rng = check_random_state(seed)
-    n = min(len(xd), int(max_used))
-    centre = xd[:n].mean(axis=0)  # the densities are shift-invariant; centring keeps |z - mu|^2 accurate
-    mu_d, mu_m = xd[:n] - centre, xm[:n] - centre
-    t = rng.integers(0, n, size=int(mc_n))
-    z = mu_d[t] + np.sqrt(scaling) * rng.standard_normal((int(mc_n), xd.shape[1]))
-    with np.errstate(over="ignore", invalid="ignore"):
-        log_q = _mixture_log_density(z, mu_m, scaling)
-        log_p = _mixture_log_density(z, mu_d, scaling)
-    keep = np.isfinite(log_p) & np.isfinite(log_q)  # the reference's 'both densities positive'
-    if not keep.any():
-        return float("nan")
-    return float(np.mean(log_p[keep] - log_q[keep]))
+    idx_d = _bin_index(rows_d, lo, hi, int(n_bins))
+    return np.array([_kl_binning(idx_d, _bin_index(xm.reshape(-1, xm.shape[-1]), lo, hi, int(n_bins)),
+                                 float(n_bins) ** xd.shape[-1], float(smoothing)) for xm in models])
 
 
 def hellinger_distance(p, q) -> float:

@@ -183,7 +183,7 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
     True
     >>> evaluate = make_evaluate(("d_stsp",), free_run_steps=1000, free_run_starts=8, free_run_combine="median")
     """
-    from ..analysis.dsr import n_step_prediction_error, power_spectrum_error, state_space_divergence
+    from ..analysis.dsr import n_step_prediction_error, power_spectrum_error, state_space_divergences
 
     unknown = set(metrics) - set(METRICS)
     if unknown:
@@ -215,7 +215,7 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
                 gen = run(x[:, 0], x.shape[1] - 1, None if s is None else s[:, 1:]).cpu().numpy()
                 gen = np.concatenate([x[:, :1], gen], axis=1)
                 gen[~val["mask"].cpu().numpy()] = np.nan
-                data, gens = x, [gen]
+                data, gens = x, gen[None]  # one "run": every trial from its first observation
                 finite = np.array([np.isfinite(gen[~np.isnan(data).any(-1)]).all()])
             else:  # one batched run per start: (start, time, N)
                 x0 = x[_start_trials(len(x), free_run_starts), 0]
@@ -226,16 +226,17 @@ def make_evaluate(metrics=METRICS, *, n_ahead: int = 20, free_run_steps: int | N
                 out.update({k: float("inf") for k in ("d_stsp", "d_h") if k in metrics})
                 return out
 
-            def combined(score):  # a diverged run or a NaN score (no point in the data's range) counts as inf
-                values = [float(score(g)) if ok else np.inf for g, ok in zip(gens, finite)]
-                values = [v if np.isfinite(v) else np.inf for v in values]
-                return max(values) if free_run_combine == "worst" else float(np.median(values))
+            def combined(scores):  # a diverged run or a NaN score (no point in the data's range) counts as inf
+                values = np.full(len(gens), np.inf)
+                values[finite] = scores
+                values[~np.isfinite(values)] = np.inf
+                return float(values.max() if free_run_combine == "worst" else np.median(values))
 
-            if "d_stsp" in metrics:
-                out["d_stsp"] = combined(lambda g: state_space_divergence(data, g, n_bins, smoothing, seed=seed))
+            if "d_stsp" in metrics:  # the data binned once for all runs
+                out["d_stsp"] = combined(state_space_divergences(data, gens[finite], n_bins, smoothing, seed=seed))
             if "d_h" in metrics:
-                out["d_h"] = combined(lambda g: power_spectrum_error(data if free_run_steps is None else
-                                                                     data[: len(g)], g, sigma))
+                out["d_h"] = combined([power_spectrum_error(data if free_run_steps is None else data[: len(g)], g,
+                                                            sigma) for g in gens[finite]])
         return {k: (float("inf") if not np.isfinite(v) else float(v)) for k, v in out.items()}
 
     return evaluate
