@@ -13,4 +13,4 @@ from neuroalrnn.analysis.alignment import (axes_to_latent, cosine_table, map_dir
 from neuroalrnn.analysis.behavior import fit_psychometric, psychometric, psychometric_function, signed_contrast
 from neuroalrnn.analysis.mechanisms import context_attractors, marker_gating, memory_attractors, region_sharing
 from neuroalrnn.analysis.dsr import (hellinger_distance, n_step_prediction_error, power_spectrum_error,
-                                     state_space_divergence)
+                                     state_space_divergence, state_space_divergences)
