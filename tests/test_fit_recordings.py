@@ -64,18 +64,24 @@ def test_median_of_several_starts():
     assert got["d_h"] < max(h)
 
 
-def _diverging():
-    """A model whose run diverges from trial 3 only (its ReLU unit starts positive and grows 2.5-fold a step)."""
+def _one_relu_start(self_weight, out_weight):
+    """A model whose ReLU unit is active only from trial 3's start; there it is scaled by
+    0.5 + ``self_weight`` a step and drives the first channel with ``out_weight``."""
     module, val = _module(M=4, P=1), _val(n_trials=4)
     with torch.no_grad():
         module.model.A.fill_(0.5)
         module.model.W.zero_()
-        module.model.W[3, 3], module.model.W[0, 3] = 2.0, 1.0
+        module.model.W[3, 3], module.model.W[0, 3] = self_weight, out_weight
         module.model.h.zero_()
         module.observation.L.zero_()
         module.observation.L[1, 0] = 1.0
         val["x"][:, 0, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])
     return module.eval(), val
+
+
+def _diverging():
+    """A model whose run diverges from trial 3 only (its ReLU unit starts positive and grows 2.5-fold a step)."""
+    return _one_relu_start(2.0, 1.0)
 
 
 def test_any_diverged_start_scores_inf():
@@ -91,17 +97,10 @@ def test_any_diverged_start_scores_inf():
 
 
 def test_a_run_outside_the_data_scores_inf():
-    # the ReLU unit keeps its start value while positive and drives the first channel to 200 times it
-    module, val = _module(M=4, P=1), _val(n_trials=4)
-    with torch.no_grad():
-        module.model.A.fill_(0.5)
-        module.model.W.zero_()
-        module.model.W[3, 3], module.model.W[0, 3] = 0.5, 100.0
-        module.model.h.zero_()
-        module.observation.L.zero_()
-        module.observation.L[1, 0] = 1.0
-        val["x"][:, 0, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])  # the last trial's run leaves the data's range
-    one = make_evaluate(("d_stsp",), free_run_steps=500)(module.eval(), val)["d_stsp"]
+    # the ReLU unit keeps its start value while positive and drives the first channel to 200 times it:
+    # the last trial's run leaves the data's range
+    module, val = _one_relu_start(0.5, 100.0)
+    one = make_evaluate(("d_stsp",), free_run_steps=500)(module, val)["d_stsp"]
     assert np.isfinite(one)  # the first start's run decays into the data
     assert make_evaluate(("d_stsp",), free_run_steps=500, free_run_starts=2)(module, val)["d_stsp"] == float("inf")
 
