@@ -29,20 +29,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, model_chunks, weight_gradient
-
-
-@njit(cache=True)
-def _time_major(x):  # pragma: no cover - compiled
-    """(K, B, T, F) -> a (K, T, B, F) copy, so that each time step's rows are contiguous."""
-    K, B, T, F = x.shape
-    out = np.empty((K, T, B, F), dtype=x.dtype)
-    for k in range(K):
-        for b in range(B):
-            for t in range(T):
-                for f in range(F):  # explicit: 1.5x faster than a slice assignment per row
-                    out[k, t, b, f] = x[k, b, t, f]
-    return out
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, model_chunks, time_major, weight_gradient
 
 
 @njit(cache=True)
@@ -169,7 +156,7 @@ class _FusedTaskMSE(torch.autograd.Function):
         M, O = A.shape[1], B.shape[1]
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
-        S, Y = _time_major(_np(inputs)), _np(targets)  # S time-major (K, T, B, I)
+        S, Y = time_major(inputs), _np(targets)  # S time-major (K, T, B, I)
         w = _np(weight.expand(K, nb, T, O))
         out = np.empty((K, T, nb, M), dtype=dtype)
         gy = np.empty((K, T, nb, O), dtype=dtype)
@@ -187,9 +174,9 @@ class _FusedTaskMSE(torch.autograd.Function):
         S, n_lin, out, gy = ctx.arrays
         K, M, I, O = A.shape[0], A.shape[1], S.shape[3], B.shape[1]
         dtype = out.dtype
+        dW, dh, dC = (torch.empty(shape, dtype=A.dtype) for shape in ((K, M, M), (K, M), (K, M, I)))
         scale, A, W, B = _np(grad).astype(dtype), _np(A), _np(W), _np(B)
         dA, dB, db = np.zeros((K, M), dtype), np.zeros((K, O, M), dtype), np.zeros((K, O), dtype)
-        dW, dh, dC = (torch.empty(shape, dtype=torch.from_numpy(dA).dtype) for shape in ((K, M, M), (K, M), (K, M, I)))
         chunks = model_chunks(K, out[0].nbytes)
         lam, PH = (np.empty((chunks[0].stop,) + out.shape[1:], dtype) for _ in range(2))  # reused by every chunk
         for c in chunks:  # the torch products right after the adjoint, on arrays still in cache

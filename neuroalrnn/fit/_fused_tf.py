@@ -25,7 +25,7 @@ from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
 from neuroalrnn.fit._fused_task import _drive, _drive_backward
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, time_major
 
 
 @njit(cache=True)
@@ -122,7 +122,6 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
         xs = _np(x)
-        time_major = lambda t: _np(t.transpose(1, 2).contiguous())  # noqa: E731 (torch copies fastest)
         f, a = time_major(force), time_major(alpha)
         S = time_major(inputs) if inputs is not None else np.empty((K, T, B, 0), dtype=dtype)
         z0 = np.empty((K, B, M), dtype=dtype)
