@@ -23,6 +23,8 @@ from typing import Iterator
 
 import torch
 
+from neuroalrnn._memory import keep_freed_memory
+
 # batch * T * M^2 per step. On two cores one thread was faster at every size measured, up to 3.4e9,
 # idle and loaded (benchmarks/RESULTS.md); above it, where no measurement says otherwise, all threads.
 CROSSOVER = 4e9
@@ -94,6 +96,8 @@ def _blas_limits(n: int):
 def threads_for(work: float) -> Iterator[int]:
     """Run the block with ``fit_threads(work)`` torch and BLAS threads; restore the previous counts after.
 
+    Also keeps freed memory in the process for the fit's next steps (``neuroalrnn._memory``).
+
     Examples
     --------
     >>> import torch
@@ -103,6 +107,7 @@ def threads_for(work: float) -> Iterator[int]:
     >>> inside == n, torch.get_num_threads() == before
     (True, True)
     """
+    keep_freed_memory()  # fits reallocate the same large arrays every step (neuroalrnn._memory)
     n = fit_threads(work)
     before = torch.get_num_threads()
     if n != before:

@@ -38,6 +38,8 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
+from neuroalrnn._memory import keep_freed_memory
+
 
 @njit(cache=True)
 def _unit_tables(A, n_lin, B):  # pragma: no cover - compiled
@@ -355,6 +357,7 @@ def numba_scan(z0, drive, A, W, n_relu, force=None, alpha=None):
     ``alpha`` (K, B, T)."""
     if drive.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"drive: the numba backend needs float32 or float64, got {drive.dtype}")
+    keep_freed_memory()  # its arrays are MBs, allocated anew every call (neuroalrnn._memory)
     if force is None:
         return _NumbaScan.apply(z0, drive, A, W, None, None, tuple(n_relu))
     return _NumbaScan.apply(z0, drive, A, W, force, alpha, tuple(n_relu))
