@@ -83,8 +83,17 @@ def fit_threads(work: float) -> int:
     return 1 if work < CROSSOVER else torch.get_num_threads()
 
 
+def load_numba_blas() -> None:
+    """Load the BLAS that numba's ``np.dot`` calls (scipy's), so that thread limits set from now on
+    reach it: numba loads it only when a compiled kernel first runs, inside the fit, and a limit set
+    before that missed it (two OpenBLAS threads busy-waiting beside every large product:
+    ``alrnn_scan`` at (64, 200, 64, 8) took twice its wall time in CPU time, 2026-11-29)."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
 def _blas_limits(n: int):
     """Limit the loaded BLAS libraries to ``n`` threads within a block (no-op without threadpoolctl)."""
+    load_numba_blas()
     try:
         from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
     except ImportError:  # pragma: no cover - scikit-learn brings it

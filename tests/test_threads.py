@@ -74,3 +74,41 @@ def test_train_runs_small_models_on_one_thread():
     train(net, objective, {"x": torch.randn(16, 3), "y": torch.randn(16, 1)}, n_steps=3, progress=False)
     assert seen == [1, 1, 1]
     assert torch.get_num_threads() == before
+
+
+
+def test_numba_blas_is_limited_from_the_first_kernel_call():
+    # numba loads scipy's OpenBLAS only when a kernel first runs; the thread limits must still reach it
+    code = """
+    import threadpoolctl
+    import torch
+    from neuroalrnn.model.recurrence import alrnn_scan
+
+    def openblas():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["internal_api"] == "openblas"}
+
+    def scan():
+        z = torch.zeros(2, 3, requires_grad=True)
+        alrnn_scan(z, torch.ones(2, 4, 3), torch.full((3,), 0.5), torch.zeros(3, 3), 1, backend="numba").sum().backward()
+
+    if sys.argv[1] == "fit":  # a fit's thread policy, entered before any kernel ran
+        from neuroalrnn._threads import threads_for
+        with threads_for(1):
+            scan()
+            print(sorted(set(openblas().values())))
+    else:  # alrnn_scan called directly, one torch thread
+        from neuroalrnn.model import _numba
+        torch.set_num_threads(1)
+        scan()
+        print(sorted(set(openblas()) - {c.filepath for c in _numba._BLAS[:-1]}))
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    for case, expected in (("fit", "[1]"), ("scan", "[]")):
+        out = subprocess.run([sys.executable, "-c", "import sys\n" + textwrap.dedent(code), case],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected, f"{case}: OpenBLAS outside the thread limit: {out.stdout}"

@@ -39,6 +39,7 @@ from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
 from neuroalrnn._memory import keep_freed_memory
+from neuroalrnn._threads import load_numba_blas
 
 
 @njit(cache=True)
@@ -236,6 +237,7 @@ _BLAS = []  # threadpoolctl's controllers of the OpenBLAS libraries loaded (scip
 def _blas_threads(n: int):
     """Limit OpenBLAS to ``n`` threads within the block (no-op without threadpoolctl)."""
     if not _BLAS:
+        load_numba_blas()  # before the lookup: numba loads it only when a kernel first runs
         try:
             import threadpoolctl
 
