@@ -288,6 +288,19 @@ def test_the_unfused_objective_serves_other_backends_and_losses():
     assert "Fused" not in type(ensemble_task.task_objective("ce")(ens, batch).grad_fn).__name__
 
 
+def test_validation_runs_in_chunks_of_trials_with_the_same_outputs(monkeypatch):
+    """Evaluation over chunks of trials (kept under glibc's mmap threshold) gives the one-run outputs."""
+    from neuroalrnn.fit import ensemble_task
+
+    ens = ALRNNEnsemble(6, [0, 3, 6], n_inputs=2, n_outputs=1, seeds=[0, 1, 2], dtype=F64)
+    inputs = torch.randn(3, 10, 7, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    whole = ens(inputs)[1]
+    per_trial = 3 * 7 * 6 * 8  # bytes of one trial's states over the 3 models
+    for trials in (1, 3, 4, 10, 11):  # uneven last chunks, one chunk, more room than trials
+        monkeypatch.setattr(ensemble_task, "_EVAL_CHUNK_BYTES", trials * per_trial)
+        torch.testing.assert_close(ensemble_task._outputs(ens, inputs), whole, atol=1e-12, rtol=1e-10)
+
+
 @pytest.mark.parametrize("n_in, dtype, alpha", [(0, F64, 1.0), (2, F64, 0.4), (0, torch.float32, 1.0)])
 def test_fused_teacher_forcing_equals_the_unfused_objective(n_in, dtype, alpha):
     """The compiled teacher-forcing step gives the autograd objective's losses and gradients (windows,
