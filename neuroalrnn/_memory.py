@@ -14,8 +14,12 @@ its trim threshold to 128 MB: blocks up to 32 MB come from the heap, and up to 1
 stay in the process instead of going back to the system. The setting lasts for the process (glibc
 cannot go back to its adaptive default). It is left alone where the user chose malloc settings
 (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` in
-the environment; setting one of them, e.g. ``MALLOC_TRIM_THRESHOLD_=131072``, keeps glibc's
-behaviour) and where the C library is not glibc (macOS, Windows, musl).
+the environment the process started with, which is what glibc reads; setting one of them, e.g.
+``MALLOC_TRIM_THRESHOLD_=131072``, keeps glibc's behaviour) and where the C library is not glibc
+(macOS, Windows, musl). The Dask worker processes the package starts get the same settings through
+their environment (``worker_environ``): Dask's own default for them, ``MALLOC_TRIM_THRESHOLD_=65536``,
+would otherwise page in fresh memory at every step of their fits (and Dask also writes it into the
+environment of the process that starts the workers, which is why the start-up environment counts).
 """
 
 from __future__ import annotations
@@ -23,12 +27,38 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # <malloc.h>
 MMAP_THRESHOLD = 32 << 20   # glibc's largest allowed value on 64-bit systems
 TRIM_THRESHOLD = 128 << 20
+_OURS = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
 _state: list[bool] = []   # the outcome, once decided
+
+
+def _startup_environ() -> dict[str, str]:
+    """The environment this process started with (Linux: /proc/self/environ), else the current one."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(errors="replace"): value.decode(errors="replace") for key, value in pairs}
+
+
+def user_malloc_settings(environ=None) -> dict[str, str]:
+    """The malloc settings the user chose in ``environ`` (default: this process's start-up
+    environment); the package's own values, which its worker processes start with, do not count."""
+    environ = _startup_environ() if environ is None else environ
+    return {name: environ[name] for name in _USER_SETTINGS
+            if environ.get(name) and environ[name] != _OURS.get(name)}
+
+
+def worker_environ() -> dict[str, str]:
+    """Environment variables for the worker processes the package starts: the settings above, unless
+    the user chose their own (then none, and the workers inherit the user's)."""
+    return {} if user_malloc_settings() else dict(_OURS)
 
 
 def _glibc():
@@ -50,7 +80,7 @@ def keep_freed_memory() -> bool:
     True
     """
     if not _state:
-        libc = None if any(os.environ.get(name) for name in _USER_SETTINGS) else _glibc()
+        libc = None if user_malloc_settings() else _glibc()
         _state.append(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
                       and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
     return _state[0]

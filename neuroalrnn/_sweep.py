@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ._memory import worker_environ
 from .utils import atomic_write, progress_bar
 
 CONNECT_TIMEOUT = 5.0  # seconds to wait for a scheduler address to answer
@@ -194,10 +195,15 @@ def connect(scheduler=None, *, n_jobs: int = 1, connect_timeout: float = CONNECT
     except ImportError as error:
         raise ImportError("n_jobs: the local Dask cluster is secured with TLS, which needs the 'cryptography' "
                           f"package (pip install cryptography): {error}") from None
-    # no dashboard; the scheduler's small HTTP server (health/metrics, read-only) on a free loopback port
-    cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                           silence_logs=40, security=security)
+    import dask
+
+    # no dashboard; the scheduler's small HTTP server (health/metrics, read-only) on a free loopback port;
+    # the workers keep freed memory as this process does (neuroalrnn._memory), not Dask's trim of 64 KB
+    spawn = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in worker_environ().items()}
+    with dask.config.set(spawn):
+        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                               silence_logs=40, security=security)
     return Client(cluster, set_as_default=False), True
 
 

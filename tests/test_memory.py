@@ -66,5 +66,20 @@ def test_decided_once_and_applied_by_the_numba_scan():
     from neuroalrnn.model.recurrence import alrnn_scan
 
     alrnn_scan(torch.zeros(2, 3), torch.ones(2, 4, 3), torch.full((3,), 0.5), torch.zeros(3, 3), 1, backend="numba")
-    assert _memory._state == [GLIBC and not any(os.environ.get(n) for n in _memory._USER_SETTINGS)]
+    assert _memory._state == [GLIBC and not _memory.user_malloc_settings()]
     assert _memory.keep_freed_memory() is _memory._state[0]
+
+
+def test_the_start_up_environment_counts_and_the_packages_own_values_are_not_the_users():
+    # Dask writes MALLOC_TRIM_THRESHOLD_ into this process's environment when it starts workers: glibc
+    # read the environment at start-up, so that is the one that says what the user chose
+    os.environ["NEUROALRNN_TEST_LATE_VARIABLE"] = "1"
+    try:
+        assert "NEUROALRNN_TEST_LATE_VARIABLE" not in _memory._startup_environ() or not os.path.exists("/proc/self/environ")
+    finally:
+        del os.environ["NEUROALRNN_TEST_LATE_VARIABLE"]
+    assert _memory.user_malloc_settings({}) == {}
+    assert _memory.user_malloc_settings(dict(_memory._OURS)) == {}  # the workers the package starts
+    chosen = {"MALLOC_TRIM_THRESHOLD_": "65536", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    assert _memory.user_malloc_settings(chosen) == chosen
+    assert _memory.worker_environ() in ({}, _memory._OURS)

@@ -112,16 +112,23 @@ def test_scheduler_addresses_are_checked_before_connecting():
         connect("tls://127.0.0.1:8786")
 
 
-def test_the_local_cluster_accepts_only_this_process():
+def test_the_local_cluster_accepts_only_this_process(monkeypatch):
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("cryptography")
     from distributed.security import Security
 
+    from neuroalrnn._memory import worker_environ
+
+    for name in worker_environ():  # what an earlier Dask cluster of this process left (it takes precedence)
+        monkeypatch.delenv(name, raising=False)
     client, owned = connect(None, n_jobs=1)
     try:
         address = client.scheduler.address
         assert owned and address.startswith("tls://127.0.0.1:")
         assert client.submit(sum, [1, 2]).result() == 3
+        # the workers start with the package's malloc settings, not Dask's trim threshold of 64 KB
+        started = client.run(lambda: {name: os.environ.get(name) for name in worker_environ()})
+        assert list(started.values()) == [worker_environ()]
         for outsider in ({"address": address}, {"address": address.replace("tls://", "tcp://")},
                          {"address": address, "security": Security.temporary()}):  # another user's own certificate
             with pytest.raises(Exception):  # noqa: B017 - each transport refuses in its own way
