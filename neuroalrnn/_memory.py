@@ -57,7 +57,7 @@ def user_malloc_settings(environ=None) -> dict[str, str]:
 
 def worker_environ() -> dict[str, str]:
     """Environment variables for the worker processes the package starts: the settings above, unless
-    the user chose their own (then none, and the workers inherit the user's)."""
+    the user chose their own (then none: the workers inherit the user's, beside Dask's own defaults)."""
     return {} if user_malloc_settings() else dict(_OURS)
 
 

@@ -309,11 +309,12 @@ def time_major(x: torch.Tensor) -> np.ndarray:
     >>> bool((torch.from_numpy(time_major(x)) == x.transpose(1, 2)).all())
     True
     """
-    swapped = x.detach().cpu().transpose(1, 2)
+    x = x.detach().cpu()
+    swapped = x.transpose(1, 2)
     if swapped.is_contiguous():
         return swapped.numpy()
     if x.ndim == 4 and x.shape[3] > 1 and x.is_contiguous():
-        return _time_major_rows(x.detach().cpu().numpy())
+        return _time_major_rows(x.numpy())
     return np.ascontiguousarray(swapped.numpy())
 
 
