@@ -70,7 +70,7 @@ def test_decided_once_and_applied_by_the_numba_scan():
     assert _memory.keep_freed_memory() is _memory._state[0]
 
 
-def test_the_start_up_environment_counts_and_the_packages_own_values_are_not_the_users():
+def test_the_start_up_environment_counts_and_the_packages_own_values_are_not_the_users(monkeypatch):
     # Dask writes MALLOC_TRIM_THRESHOLD_ into this process's environment when it starts workers: glibc
     # read the environment at start-up, so that is the one that says what the user chose
     os.environ["NEUROALRNN_TEST_LATE_VARIABLE"] = "1"
@@ -82,4 +82,10 @@ def test_the_start_up_environment_counts_and_the_packages_own_values_are_not_the
     assert _memory.user_malloc_settings(dict(_memory._OURS)) == {}  # the workers the package starts
     chosen = {"MALLOC_TRIM_THRESHOLD_": "65536", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
     assert _memory.user_malloc_settings(chosen) == chosen
-    assert _memory.worker_environ() in ({}, _memory._OURS)
+    # the workers the package starts get its settings, unless the user chose their own at start-up
+    monkeypatch.setattr(_memory, "_startup_environ", lambda: {"PATH": "/bin"})
+    assert _memory.worker_environ() == _memory._OURS
+    monkeypatch.setattr(_memory, "_startup_environ", lambda: dict(_memory._OURS))
+    assert _memory.worker_environ() == _memory._OURS
+    monkeypatch.setattr(_memory, "_startup_environ", lambda: {"MALLOC_TOP_PAD_": "0"})
+    assert _memory.worker_environ() == {}

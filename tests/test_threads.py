@@ -76,7 +76,6 @@ def test_train_runs_small_models_on_one_thread():
     assert torch.get_num_threads() == before
 
 
-
 def test_numba_blas_is_limited_from_the_first_kernel_call():
     # numba loads scipy's OpenBLAS only when a kernel first runs; the thread limits must still reach it
     code = """
@@ -100,7 +99,7 @@ def test_numba_blas_is_limited_from_the_first_kernel_call():
     else:  # alrnn_scan called directly, one torch thread
         from neuroalrnn.model import _numba
         torch.set_num_threads(1)
-        scan()
+        scan()  # every OpenBLAS now loaded must be one that the kernels' limit (_numba._blas_threads) controls
         print(sorted(set(openblas()) - {c.filepath for c in _numba._BLAS[:-1]}))
     """
     import subprocess
