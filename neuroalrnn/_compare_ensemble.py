@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from neuroalrnn._threads import threads_for
+from neuroalrnn._threads import sweep_threads, threads_for
 from neuroalrnn.estimators import ALRNNTaskEstimator, ALRNNTeacherForcingEstimator, Trials
 
 # what the members of one ensemble share, per estimator class (the rest may differ per member)
@@ -74,6 +74,29 @@ def plan(tasks: list[dict], estimators: dict, ensemble, n_jobs: int, device=None
         parts = max(min(n, n_jobs), math.ceil(n / cap) if cap else 1)
         out += [ensemble_task([members[i] for i in part]) for part in np.array_split(np.arange(n), parts)]
     return out + singles
+
+
+def in_process_threads(tasks: list[dict], estimators: dict, ensemble, data, device=None) -> int:
+    """Threads for running these tasks in this process: ``sweep_threads`` of the smallest work per model
+    and step when every task trains in a CPU ensemble, else 1 (single fits seed torch's global RNG)."""
+    from neuroalrnn.model import _resolve_device
+
+    if ensemble is False or not tasks:
+        return 1
+    works = []
+    for name in {task["model"] for task in tasks}:
+        est = estimators[name]
+        if group_key(est, device) is None:
+            return 1
+        params = est.get_params()
+        try:
+            on_cpu = _resolve_device(device or params["device"]).type == "cpu"
+        except (TypeError, ValueError):  # the fit reports it
+            return 1
+        if not on_cpu:
+            return 1
+        works.append(params["batch_size"] * data.sizes["time"] * params["n_units"] ** 2)
+    return sweep_threads(min(works))
 
 
 def ensemble_task(members: list[dict]) -> dict:

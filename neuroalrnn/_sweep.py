@@ -31,11 +31,13 @@ import hashlib
 import json
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ._memory import worker_environ
+from ._threads import SweepCancelled, cancellable, check_cancelled
 from .utils import atomic_write, progress_bar
 
 CONNECT_TIMEOUT = 5.0  # seconds to wait for a scheduler address to answer
@@ -45,7 +47,7 @@ _FORMAT = "neuroalrnn.sweep/2"  # /2: records carry a checksum
 def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared: Any = None,
               scheduler=None, n_jobs: int = 1, results_dir: str | os.PathLike | None = None,
               retries: int = 0, progress: bool = False,
-              connect_timeout: float = CONNECT_TIMEOUT, stored: dict | None = None) -> list[dict]:
+              connect_timeout: float = CONNECT_TIMEOUT, stored: dict | None = None, threads: int = 1) -> list[dict]:
     """Run ``fn(task, shared)`` for every task and return the results in task order.
 
     Parameters
@@ -75,6 +77,11 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
     stored : dict, optional
         The tasks' results the caller already read from ``results_dir`` (:func:`read_stored`),
         so that records are read, and damaged ones reported, once; None reads them here.
+    threads : int
+        In this process (no scheduler, ``n_jobs == 1``): run this many tasks at once, each in its
+        own thread (``fn`` must be thread-safe and release the GIL for its heavy work). When a task
+        raises or the caller is interrupted, the others stop at their next training step
+        (``neuroalrnn._threads.check_cancelled``) and the error is raised.
 
     Returns
     -------
@@ -94,6 +101,8 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         raise ValueError("tasks: every task needs a unique 'key'")
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         raise ValueError(f"n_jobs: expected a positive int, got {n_jobs!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads: expected a positive int, got {threads!r}")
     if not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
     store = Path(results_dir) if results_dir is not None else None
@@ -117,7 +126,9 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
         bar.update(1)
 
     try:
-        if todo and scheduler is None and n_jobs == 1:
+        if todo and scheduler is None and n_jobs == 1 and threads > 1 and len(todo) > 1:
+            _run_threads(fn, todo, shared, threads, finish)
+        elif todo and scheduler is None and n_jobs == 1:
             for task in todo:
                 finish(task, fn(task, shared))
         elif todo:
@@ -125,6 +136,37 @@ def run_tasks(fn: Callable[[dict, Any], dict], tasks: Sequence[dict], *, shared:
     finally:
         bar.close()
     return [results[key] for key in keys]
+
+
+def _run_threads(fn, todo, shared, threads, finish):
+    """``fn`` over ``todo`` in ``threads`` threads of this process; ``finish`` runs here, as tasks end."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    stop = threading.Event()
+
+    def call(task):
+        with cancellable(stop):
+            check_cancelled()  # a queued task does not start once the sweep stopped
+            try:
+                return fn(task, shared)
+            except BaseException:
+                stop.set()  # at once, before this thread takes the next task
+                raise
+
+    pool = ThreadPoolExecutor(min(threads, len(todo)), thread_name_prefix="neuroalrnn-sweep")
+    futures = {pool.submit(call, task): task for task in todo}
+    try:
+        for future in as_completed(futures):
+            finish(futures[future], future.result())
+    except BaseException as error:  # a task failed or Ctrl-C: the running fits stop at their next step
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(error, SweepCancelled):  # stopped by another task's failure: raise that one
+            failures = [f.exception() for f in futures if f.done() and not f.cancelled()]
+            raise next((e for e in failures if e is not None and not isinstance(e, SweepCancelled)), error)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(fn, todo, shared, scheduler, n_jobs, retries, connect_timeout, finish):

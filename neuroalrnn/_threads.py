@@ -13,12 +13,19 @@ Fits therefore run with one thread unless their work per step, ``batch * T * M^2
 
 The same count applies to the BLAS libraries numpy and scipy load (OpenBLAS threads spin-wait like
 torch's). Both settings are restored when the fit ends, so the rest of a user's program is unaffected.
+
+A sweep gets its parallelism from running fits side by side instead: ``compare`` runs its in-process
+ensembles in ``sweep_threads(work)`` Python threads (the compiled kernels and torch's ops release the
+GIL), each one intra-op thread, when the work per model and step is at least ``SWEEP_CROSSOVER``.
+``check_cancelled`` lets such a fit stop at its next step when the sweep stops (an error elsewhere, or
+Ctrl-C in the main thread).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Iterator
 
 import torch
@@ -28,6 +35,11 @@ from neuroalrnn._memory import keep_freed_memory
 # batch * T * M^2 per step. On two cores one thread was faster at every size measured, up to 3.4e9,
 # idle and loaded (benchmarks/RESULTS.md); above it, where no measurement says otherwise, all threads.
 CROSSOVER = 4e9
+# Per model and step, the work from which compare's in-process ensembles run in threads: on two cores
+# (one busy or not) M = 32 and 64 gained, M = 16 did not (benchmarks/RESULTS.md). At most
+# MAX_SWEEP_THREADS: about a fifth of an M = 64 step holds the GIL (Python), so more would queue on it.
+SWEEP_CROSSOVER = 1e6
+MAX_SWEEP_THREADS = 4
 _ENV = ("NEUROALRNN_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _chosen: int | None = None     # set_num_threads
 _seen: int | None = None       # torch's thread count when neuroalrnn first looked at it
@@ -81,6 +93,63 @@ def fit_threads(work: float) -> int:
     if user is not None:
         return user
     return 1 if work < CROSSOVER else torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def sweep_threads(work: float) -> int:
+    """Threads to run a sweep's independent fits of ``work`` per model and step side by side in this process.
+
+    One when the user chose a thread count (their fits use it), when such fits use more than one
+    intra-op thread, or below ``SWEEP_CROSSOVER``; else the cores available, at most ``MAX_SWEEP_THREADS``.
+
+    Examples
+    --------
+    >>> sweep_threads(64 * 37 * 16 ** 2)   # the demo's models: too small to gain
+    1
+    """
+    if _user_threads() is not None or fit_threads(work) != 1 or work < SWEEP_CROSSOVER:
+        return 1
+    return max(1, min(available_cores(), MAX_SWEEP_THREADS))
+
+
+class SweepCancelled(Exception):
+    """The sweep a fit ran in stopped (another of its tasks failed, or it was interrupted)."""
+
+
+_sweep = threading.local()  # .stop: the threading.Event of the sweep this thread runs a task of
+
+
+@contextlib.contextmanager
+def cancellable(stop: threading.Event) -> Iterator[None]:
+    """Let the fits run in this block by this thread stop when ``stop`` is set (``check_cancelled``)."""
+    _sweep.stop = stop
+    try:
+        yield
+    finally:
+        _sweep.stop = None
+
+
+def check_cancelled() -> None:
+    """Raise ``SweepCancelled`` when the sweep this thread runs a task of has stopped; a fit calls it each step.
+
+    Examples
+    --------
+    >>> stop = threading.Event()
+    >>> with cancellable(stop):
+    ...     check_cancelled()   # running: nothing happens
+    ...     stop.set()
+    ...     check_cancelled()
+    Traceback (most recent call last):
+    ...
+    neuroalrnn._threads.SweepCancelled: the sweep stopped: another of its tasks failed, or it was interrupted
+    """
+    stop = getattr(_sweep, "stop", None)
+    if stop is not None and stop.is_set():
+        raise SweepCancelled("the sweep stopped: another of its tasks failed, or it was interrupted")
 
 
 def load_numba_blas() -> None:

@@ -6,7 +6,9 @@ scores as an ``xarray.Dataset`` with dims (model, fold, seed). Compatible task-t
 trained together as ensembles, many small models in one computation
 (:mod:`neuroalrnn._compare_ensemble`); other estimators are fitted one by one. Each ensemble or
 single fit is one task of :func:`neuroalrnn._sweep.run_tasks`: in-process, on a ``LocalCluster``
-when ``n_jobs > 1``, or on a given Dask scheduler. ``summarize`` (:mod:`neuroalrnn.stats`) gives the
+when ``n_jobs > 1``, or on a given Dask scheduler. In-process, when every fit trains in a CPU
+ensemble of models large enough to gain (``neuroalrnn._threads.sweep_threads``: M = 32 and above at
+the demo's batch), the ensembles are split over the cores and run side by side in threads. ``summarize`` (:mod:`neuroalrnn.stats`) gives the
 mean and SEM per model and paired tests between models on the same (fold, seed) pairs.
 
 The score is the estimator's ``score`` on the held-out trials: choice accuracy at the
@@ -185,8 +187,8 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
     seeds : sequence of int
         Model seeds (initialisation and batches); every seed is fitted on every fold.
     scheduler : None, str or distributed.Client
-        None: in-process (``n_jobs == 1``) or a LocalCluster of ``n_jobs`` processes; a
-        scheduler address or Client: run there. ``ConnectionError`` within ~5 s when an
+        None: in-process (``n_jobs == 1``; large CPU ensembles in one thread per core) or a
+        LocalCluster of ``n_jobs`` processes; a scheduler address or Client: run there. ``ConnectionError`` within ~5 s when an
         address does not answer.
     n_jobs : int
         Worker processes; ensembles are split into at least ``n_jobs`` parts to use them.
@@ -304,7 +306,9 @@ def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, de
     records or from their ensemble's.
     """
     store = None if results_dir is None else Path(results_dir)
-    planned = _compare_ensemble.plan(tasks, estimators, ensemble, n_jobs, device)
+    threads = 1 if scheduler is not None or n_jobs > 1 else \
+        _compare_ensemble.in_process_threads(tasks, estimators, ensemble, shared["data"], device)
+    planned = _compare_ensemble.plan(tasks, estimators, ensemble, max(n_jobs, threads), device)
     done, stored = {}, {}
     if store is not None and store.is_dir():
         stored = read_stored(store, tasks + [task for task in planned if "members" in task], stacklevel=3)
@@ -322,7 +326,7 @@ def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, de
         if members:
             todo.append(task if len(members) == len(task.get("members", [task])) else
                         _compare_ensemble.ensemble_task(members))
-    outputs = run_tasks(_run_task, todo, shared=shared, scheduler=scheduler, n_jobs=n_jobs,
+    outputs = run_tasks(_run_task, todo, shared=shared, scheduler=scheduler, n_jobs=n_jobs, threads=threads,
                         results_dir=results_dir, progress=progress, stored={})  # todo: none stored
     errors = []
     for task, out in zip(todo, outputs):

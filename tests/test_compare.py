@@ -289,3 +289,79 @@ def test_a_diverging_member_fails_alone(ds, tmp_path):
     with pytest.raises(RuntimeError, match=r"'bad-fold0-seed0' failed: NonFiniteLossError"):
         compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
     assert len(list(tmp_path.glob("ok-*.json"))) == 3 and not list(tmp_path.glob("bad-*.json"))
+
+
+def test_in_process_threads_only_for_cpu_ensembles_large_enough(ds, monkeypatch):
+    from neuroalrnn import _compare_ensemble
+
+    seen = []
+    monkeypatch.setattr(_compare_ensemble, "sweep_threads", lambda work: seen.append(work) or 2)
+    ests = {name: make_estimator(spec, ds) for name, spec in MODELS.items()}
+    tasks = [{"key": f"{m}{i}", "model": m} for m in ests for i in range(2)]
+    alrnn = [t for t in tasks if t["model"] != "gru"]
+    assert _compare_ensemble.in_process_threads(alrnn, ests, True, ds) == 2
+    assert seen == [16 * ds.sizes["time"] * 5 ** 2]  # batch x T x M^2 of one model
+    assert _compare_ensemble.in_process_threads(tasks, ests, True, ds) == 1  # a GRU is fitted alone
+    assert _compare_ensemble.in_process_threads(alrnn, ests, False, ds) == 1
+    assert _compare_ensemble.in_process_threads(alrnn, ests, True, ds, device="meta") == 1
+
+
+def _threaded(monkeypatch, n=2):
+    """compare's in-process sweeps run ``n`` threads whatever the model size; returns the (thread, size) of each task."""
+    import threading
+
+    import neuroalrnn.compare as cmp
+    from neuroalrnn import _compare_ensemble
+
+    monkeypatch.setattr(_compare_ensemble, "sweep_threads", lambda work: n)
+    ran, real = [], cmp._run_task
+
+    def spy(task, shared):
+        ran.append((threading.current_thread().name, len(task.get("members", [task]))))
+        return real(task, shared)
+
+    monkeypatch.setattr(cmp, "_run_task", spy)
+    return ran
+
+
+def test_threaded_ensembles_equal_the_serial_sweep(ds, serial, monkeypatch):
+    ran = _threaded(monkeypatch)
+    models = {k: v for k, v in MODELS.items() if k != "gru"}
+    together = compare(ds, models, cv=3, groups="session", seeds=[0, 1])
+    assert sorted(size for _, size in ran) == [6, 6] and len({name for name, _ in ran}) == 2
+    np.testing.assert_allclose(together["score"].values, serial["score"].sel(model=list(models)).values,
+                               rtol=0, atol=1e-12)
+
+
+def test_an_interrupted_threaded_sweep_resumes_without_loss(ds, tmp_path, monkeypatch):
+    import threading
+
+    import neuroalrnn.fit.ensemble_task as et
+
+    models = {"P=0": dict(TINY, n_relu=0, n_steps=40, eval_every=4), "P=2": dict(TINY, n_relu=2, n_steps=40, eval_every=4)}
+    expected = compare(ds, models, cv=3, groups="session", seeds=[0])
+    ran = _threaded(monkeypatch)
+    real, steps, lock = et.task_objective, [], threading.Lock()
+
+    def interrupting(loss):
+        objective = real(loss)
+
+        def run(module, batch):
+            with lock:
+                steps.append(module.training)
+                now = sum(steps) == 30
+            if now:  # Ctrl-C as it reaches one thread's fit
+                raise KeyboardInterrupt
+            return objective(module, batch)
+
+        return run
+
+    monkeypatch.setattr(et, "task_objective", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    assert len({name for name, _ in ran}) == 2 and not list(tmp_path.glob("P=*.json"))
+    assert list(tmp_path.glob("ensemble-*.ckpt"))  # what they had at their last evaluation
+    monkeypatch.setattr(et, "task_objective", real)
+    resumed = compare(ds, models, cv=3, groups="session", seeds=[0], results_dir=tmp_path)
+    xr.testing.assert_identical(resumed["score"], expected["score"])
+    assert len(list(tmp_path.glob("P=*.json"))) == 6 and not list(tmp_path.glob("*.ckpt"))

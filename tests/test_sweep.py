@@ -214,3 +214,55 @@ def test_local_cluster_matches_serial_and_survives_worker_death(tmp_path, client
     started = calls(markers)
     assert set(started) == {t["key"] for t in todo} and len(started) > len(todo)
     assert {r["pid"] for r in out} - {killed["pid"]}
+
+
+def test_threads_run_tasks_side_by_side_in_task_order(tmp_path):
+    barrier = threading.Barrier(2, timeout=20)  # one at a time would time out here
+    names = set()
+
+    def fit(task, shared):
+        barrier.wait()
+        names.add(threading.current_thread().name)
+        return {"score": expected(task) - 10.0 + shared["offset"]}
+
+    out = run_tasks(fit, tasks(n_folds=2, n_seeds=1), shared={"offset": 10.0}, threads=2, results_dir=tmp_path)
+    assert [r["score"] for r in out] == [expected(t) for t in tasks(n_folds=2, n_seeds=1)]
+    assert len(names) == 2 and all(name.startswith("neuroalrnn-sweep") for name in names)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    with pytest.raises(ValueError, match="threads"):
+        run_tasks(fit, tasks(), threads=0)
+
+
+def _stoppable(log, fail=None, interrupt=False):
+    """A task that trains 'forever' (checking for cancellation each step) unless it is ``fail``."""
+    from neuroalrnn._threads import check_cancelled
+
+    def fit(task, shared):
+        if task["key"] == fail:
+            time.sleep(0.2)
+            if interrupt:  # Ctrl-C reaches the main thread, which waits for results
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                time.sleep(5)
+                return {"score": 0.0}
+            raise ZeroDivisionError("boom")
+        try:
+            for _ in range(2000):
+                check_cancelled()
+                time.sleep(0.01)
+        finally:
+            log.append(task["key"])
+        return {"score": 1.0}
+
+    return fit
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_a_failing_or_interrupted_threaded_sweep_stops_the_other_tasks(tmp_path, interrupt):
+    log = []
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt if interrupt else ZeroDivisionError):
+        run_tasks(_stoppable(log, "m-f0-s0", interrupt), tasks(n_folds=2, n_seeds=2), threads=2,
+                  results_dir=tmp_path)
+    assert time.perf_counter() - start < 10  # not the 20 s each running task would take
+    assert len(log) == 1  # the one other running task stopped; the queued ones never started
+    assert not list(tmp_path.glob("*.json"))

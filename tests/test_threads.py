@@ -111,3 +111,34 @@ def test_numba_blas_is_limited_from_the_first_kernel_call():
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == expected, f"{case}: OpenBLAS outside the thread limit: {out.stdout}"
+
+
+def test_sweep_threads_from_the_crossover_the_cores_and_the_user(monkeypatch):
+    monkeypatch.setattr(_threads, "available_cores", lambda: 8)
+    assert _threads.sweep_threads(_threads.SWEEP_CROSSOVER / 2) == 1  # small models: one at a time
+    assert _threads.sweep_threads(_threads.SWEEP_CROSSOVER) == _threads.MAX_SWEEP_THREADS
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    assert _threads.sweep_threads(_threads.SWEEP_CROSSOVER) == 2
+    assert _threads.sweep_threads(10 * CROSSOVER) == 1  # such fits use every core themselves
+    set_num_threads(1)  # the user's count: their fits use it, one at a time
+    assert _threads.sweep_threads(_threads.SWEEP_CROSSOVER) == 1
+
+
+def test_a_cancelled_sweep_stops_only_its_own_threads():
+    import threading
+
+    stop, seen = threading.Event(), []
+
+    def other():  # a thread outside the sweep is never cancelled
+        _threads.check_cancelled()
+        seen.append("ran")
+
+    with _threads.cancellable(stop):
+        stop.set()
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        with pytest.raises(_threads.SweepCancelled):
+            _threads.check_cancelled()
+    _threads.check_cancelled()  # out of the block: no sweep
+    assert seen == ["ran"]

@@ -32,7 +32,7 @@ from torch.autograd.function import once_differentiable
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, model_chunks, time_major, weight_gradient
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _drive(S, CT, h):  # pragma: no cover - compiled
     """The drive h + C s_t, time-major (T, B, M), of inputs ``S`` (T, B, I); without inputs (I = 0)
     a (1, B, M) array of h, constant in time (``_scan`` takes either).
@@ -51,7 +51,7 @@ def _drive(S, CT, h):  # pragma: no cover - compiled
     return drive
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _drive_backward(lam, S, dh, dC):  # pragma: no cover - compiled
     """Adds to dh (M,) and writes dC (M, I) from lam = dLoss/d drive (T, B, M) and the inputs S (T, B, I),
     per model in compiled code (the teacher-forcing step; the task step uses ``_drive_grads``)."""
@@ -75,7 +75,7 @@ def _drive_grads(lam: np.ndarray, S: np.ndarray) -> tuple[torch.Tensor, torch.Te
     return rows.sum(1), dC
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no cover - compiled
     """One model: time-major states into ``out`` (T, B, M), dLoss/dy into ``gy`` (T, B, O); returns the loss.
 
@@ -105,7 +105,7 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
     return num / denom
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_one(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # pragma: no cover - compiled
     """One model's dA, dB (O, M), db, and lam = dLoss/d drive and PH (T, B, M) for ``weight_gradient``
     and ``_drive_grads`` (``scale`` is dOut/dLoss)."""
@@ -125,7 +125,7 @@ def _backward_one(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # prag
              np.empty((B, M), dtype=dt), lam, dA, PH, np.zeros((0, 0), dtype=dt), none, np.zeros((0, 0), dtype=dt))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
         loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
@@ -137,7 +137,7 @@ def _forward_parallel(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # 
         loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
         _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], lam[k], PH[k], dA[k], dB[k], db[k])

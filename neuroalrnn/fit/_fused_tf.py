@@ -28,7 +28,7 @@ from neuroalrnn.fit._fused_task import _drive, _drive_backward
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, time_major
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  # pragma: no cover - compiled
     """One model: states (T, B, M) into ``out``, dLoss/dz of the N observed units into ``gy`` (T, B, N).
 
@@ -63,7 +63,7 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
     return num / (N * denom)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
     """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
     T, B, M = out.shape
@@ -86,7 +86,7 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
                 dL[j, i] += g * x[b, 0, i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
         loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
@@ -100,7 +100,7 @@ def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy
                                z0[k], out[k], gy[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
     for k in range(out.shape[0]):
         _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],

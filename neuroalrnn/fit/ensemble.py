@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neuroalrnn._threads import threads_for
+from neuroalrnn._threads import check_cancelled, threads_for
 from neuroalrnn.fit._checkpoint import ensemble_changes, ensemble_fingerprint
 from neuroalrnn.fit._stacked import StackedOptimizer, clip_coefficients, model_norms
 from neuroalrnn.fit.trainer import TrainResult, _permutation
@@ -207,6 +207,7 @@ def train_ensemble(module: torch.nn.Module, objective: Callable, data: Mapping[s
     bar = progress_bar(n_steps, desc="ensemble", unit="step", enabled=progress, initial=run.step)
     with threads_for(work), bar:
         while run.step < n_steps and run.active.any():
+            check_cancelled()  # a sweep running this fit in a thread stopped
             active = None if run.active.all() else torch.as_tensor(run.active, device=device)
             module.train()
             loss = objective(module, gather(train_data, batches(run.step), batches.valid))

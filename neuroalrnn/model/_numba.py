@@ -42,7 +42,7 @@ from neuroalrnn._memory import keep_freed_memory
 from neuroalrnn._threads import load_numba_blas
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unit_tables(A, n_lin, B):  # pragma: no cover - compiled
     """A and "unit is linear" repeated for the B rows of a flat (B * M) step."""
     M = A.shape[0]
@@ -65,7 +65,7 @@ def _mix_forcing(prev, force, alpha, M):  # pragma: no cover - compiled
                 prev[b * M + i] = (1 - a) * prev[b * M + i] + a * force[b, i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no cover - compiled
     """One model's forward pass, time-major: out (T, B, M), force (T, B, N), alpha (T, B); WT = W^T.
 
@@ -92,7 +92,7 @@ def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no 
             prev[e] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
              dz0, lam, dA, PH, dW, dforce, dalpha):  # pragma: no cover - compiled
     """Reverse-time adjoint of ``_scan`` (same layout): writes dz0 (B, M), lam = d drive (T, B, M) and
@@ -152,7 +152,7 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
 
 
 # The same per-model kernels, run over the K models in turn or spread over threads with prange.
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward(z0, drive, A, WT, n_lin, force, alpha, has_force):  # pragma: no cover - compiled
     out = np.empty(drive.shape, dtype=drive.dtype)
     for k in range(drive.shape[0]):
@@ -211,7 +211,7 @@ def model_chunks(K: int, per_model_bytes: int) -> list[slice]:
     return [slice(s, min(K, s + n)) for s in range(0, K, n)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward(gout, z0, out, A, W, n_lin, force, alpha, has_force, dz0, lam, dA, dW, dforce,
               dalpha):  # pragma: no cover - compiled
     for k in range(out.shape[0]):
@@ -231,20 +231,22 @@ _PARALLEL = threading.Lock()  # numba's workqueue threading layer must not be en
 
 
 _BLAS = []  # threadpoolctl's controllers of the OpenBLAS libraries loaded (scipy's is numba's np.dot)
+_BLAS_LOOKUP = threading.Lock()
 
 
 @contextlib.contextmanager
 def _blas_threads(n: int):
     """Limit OpenBLAS to ``n`` threads within the block (no-op without threadpoolctl)."""
-    if not _BLAS:
-        load_numba_blas()  # before the lookup: numba loads it only when a kernel first runs
-        try:
-            import threadpoolctl
+    with _BLAS_LOOKUP:  # a sweep's threads may start their first kernels together
+        if not _BLAS:
+            load_numba_blas()  # before the lookup: numba loads it only when a kernel first runs
+            try:
+                import threadpoolctl
 
-            _BLAS.extend(threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers)
-        except Exception:  # threadpoolctl missing or unable to control this BLAS
-            pass
-        _BLAS.append(None)  # looked up once
+                _BLAS.extend(threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers)
+            except Exception:  # threadpoolctl missing or unable to control this BLAS
+                pass
+            _BLAS.append(None)  # looked up once
     changed = []
     try:
         for lib in _BLAS[:-1]:
@@ -282,7 +284,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy())
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _time_major_rows(x):  # pragma: no cover - compiled
     """(K, B, T, F) -> a (K, T, B, F) copy."""
     K, B, T, F = x.shape
