@@ -48,6 +48,8 @@ _seen: int | None = None       # torch's thread count when neuroalrnn first look
 def set_num_threads(n: int | None) -> None:
     """Fix the number of torch threads neuroalrnn's fits use (``None``: back to the automatic choice).
 
+    With a count chosen, ``compare`` also runs its in-process fits one at a time (``sweep_threads``).
+
     Examples
     --------
     >>> set_num_threads(2); fit_threads(10)
