@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -71,11 +72,12 @@ def atomic_writes(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             path.parent.mkdir(parents=True, exist_ok=True)
             if str(path.parent.resolve()) not in _CLEANED:
                 remove_stale_temps(path.parent)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_temp_tag()}", suffix=".tmp" + path.suffix,
-                                       dir=path.parent)
-            os.close(fd)
-            tmps.append(Path(tmp))
-            _LIVE.add(os.path.basename(tmp))
+            with _TEMPS_LOCK:  # live before another thread's remove_stale_temps can see it
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_temp_tag()}", suffix=".tmp" + path.suffix,
+                                           dir=path.parent)
+                os.close(fd)
+                tmps.append(Path(tmp))
+                _LIVE.add(os.path.basename(tmp))
         try:
             yield tmps
             # mkstemp makes 0600; give the files the usual permissions. After the block: some writers
@@ -102,6 +104,7 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:nrtmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d
                    r"[A-Za-z0-9_]{8}\.tmp(?P<suffix>.*)$")
 _LIVE: set[str] = set()  # names of the temporary files this process is writing now (unique: host, pid, random)
 _CLEANED: set[str] = set()  # folders already cleaned by this process
+_TEMPS_LOCK = threading.Lock()  # a sweep's threads write into one folder
 # a temporary file another machine (a shared folder) or an older neuroalrnn left is stale after a day
 STALE_AFTER = 24 * 3600.0
 # free space below which a failed write is put down to a full disk
@@ -130,13 +133,18 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     []
     """
     folder = Path(folder)
-    removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        return removed
+        return []
     _CLEANED.add(str(folder.resolve()))
     now = time.time()
+    with _TEMPS_LOCK:
+        return _remove_stale(entries, now)
+
+
+def _remove_stale(entries, now) -> list[Path]:
+    removed = []
     for entry in entries:
         match = _TEMP.match(entry.name)
         if match is None or not match["name"].endswith(match["suffix"]) or entry.name in _LIVE:

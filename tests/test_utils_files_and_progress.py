@@ -78,3 +78,30 @@ def test_progress_bar_on_a_terminal_redraws_and_can_be_disabled():
     with progress_bar(5, file=quiet, enabled=False) as bar:
         bar.update(5)
     assert quiet.getvalue() == ""
+
+
+def test_a_thread_cleaning_the_folder_never_takes_a_live_temporary_file(tmp_path, monkeypatch):
+    import tempfile
+    import threading
+    import time
+
+    from neuroalrnn.utils import remove_stale_temps
+
+    removed, real = [], tempfile.mkstemp
+
+    def slow_mkstemp(*args, **kwargs):  # another thread of the sweep cleans the folder right after creation
+        out = real(*args, **kwargs)
+        cleaner = threading.Thread(target=lambda: removed.extend(remove_stale_temps(tmp_path)))
+        cleaner.start()
+        time.sleep(0.2)
+        threads.append(cleaner)
+        return out
+
+    threads = []
+    monkeypatch.setattr(tempfile, "mkstemp", slow_mkstemp)
+    with atomic_write(tmp_path / "x.txt") as tmp:
+        assert tmp.exists()  # still there: it was live before the cleaner looked
+        tmp.write_text("done")
+    for cleaner in threads:
+        cleaner.join()
+    assert removed == [] and (tmp_path / "x.txt").read_text() == "done"
