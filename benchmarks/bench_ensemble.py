@@ -16,7 +16,11 @@ faster; its inverse is the gain in fits per minute. Cases:
 GPU (``--device cuda``): 256 task models of M = 32 trained as one ensemble against sequential
 single-model fits on the same GPU (``--gpu-sequential`` of them, the time scaled to 256).
 
+``--baseline one-thread`` replaces the one-by-one fits with ``compare`` on one thread
+(``neuroalrnn.set_num_threads(1)``): what running large ensembles side by side in threads gains.
+
 Usage: python benchmarks/bench_ensemble.py [--cases demo,m64,tf] [--steps 600,300] [--busy both|idle|busy]
+       python benchmarks/bench_ensemble.py --baseline one-thread --cases m64,tf --steps 300 --repeats 3
        python benchmarks/bench_ensemble.py --device cuda [--gpu-steps 200] [--gpu-sequential 8]
        python benchmarks/bench_ensemble.py --dry-run   (the GPU comparison on CPU, tiny: tests the script)
 """
@@ -96,13 +100,30 @@ def tf_case(n_steps, folds=5, seeds=(0, 1, 2)):
     return one_by_one, run, folds * len(seeds)
 
 
-def measure(name, case, repeats):
+def one_thread(fn):
+    """``fn`` run with neuroalrnn's thread count fixed at one: ``compare`` then runs its ensembles in turn."""
+    from neuroalrnn import set_num_threads
+
+    def run():
+        set_num_threads(1)
+        try:
+            fn()
+        finally:
+            set_num_threads(None)
+
+    return run
+
+
+def measure(name, case, repeats, baseline="one-by-one"):
     one_by_one, together, n_fits = case
+    if baseline == "one-thread":  # compare's thread choice against compare on one thread
+        one_by_one = one_thread(together)
     rows = []
     for _ in range(repeats):  # interleaved, so both see the same machine state
         rows.append((_timed(one_by_one), _timed(together)))
     (w1, c1), (w2, c2) = min(r[0] for r in rows), min(r[1] for r in rows)
-    print(f"  {name:<22} {n_fits:>4} fits  one by one {w1:7.1f} s (cpu {c1:6.1f})  compare {w2:6.1f} s "
+    label = "one by one" if baseline == "one-by-one" else "one thread"
+    print(f"  {name:<22} {n_fits:>4} fits  {label} {w1:7.1f} s (cpu {c1:6.1f})  compare {w2:6.1f} s "
           f"(cpu {c2:6.1f})  ratio {w2 / w1:5.2f} (cpu {c2 / c1:4.2f})  fits/min {60 * n_fits / w1:6.1f} -> "
           f"{60 * n_fits / w2:6.1f}", flush=True)
     return w2 / w1
@@ -124,7 +145,7 @@ def cpu(args):
             for name in args.cases:
                 for steps in (args.steps if name != "tf" else args.steps[:1]):
                     measure(f"{name} {steps if name != 'tf' else max(steps // 2, 100)} steps", cases[name](steps),
-                            args.repeats)
+                            args.repeats, args.baseline)
         finally:
             if busy:
                 stop.set()
@@ -174,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--steps", default="600,300")
     parser.add_argument("--busy", default="both", choices=("both", "idle", "busy"))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--baseline", default="one-by-one", choices=("one-by-one", "one-thread"),
+                        help="one-thread: compare on one thread (neuroalrnn.set_num_threads(1)) as the baseline")
     parser.add_argument("--gpu-models", type=int, default=256)
     parser.add_argument("--gpu-steps", type=int, default=200)
     parser.add_argument("--gpu-sequential", type=int, default=8)
