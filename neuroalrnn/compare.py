@@ -20,6 +20,7 @@ scorers, ...), one results variable each.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -326,8 +327,11 @@ def _run(tasks, shared, estimators, ensemble, scheduler, n_jobs, results_dir, de
         if members:
             todo.append(task if len(members) == len(task.get("members", [task])) else
                         _compare_ensemble.ensemble_task(members))
-    outputs = run_tasks(_run_task, todo, shared=shared, scheduler=scheduler, n_jobs=n_jobs, threads=threads,
-                        results_dir=results_dir, progress=progress, stored={})  # todo: none stored
+    # threads: one torch/BLAS count set here for all of them, so that no fit's end restores the
+    # process's count under another's feet (those counts are global)
+    with threads_for(0) if threads > 1 else contextlib.nullcontext():
+        outputs = run_tasks(_run_task, todo, shared=shared, scheduler=scheduler, n_jobs=n_jobs, threads=threads,
+                            results_dir=results_dir, progress=progress, stored={})  # todo: none stored
     errors = []
     for task, out in zip(todo, outputs):
         if "members" not in task:

@@ -325,10 +325,24 @@ def _threaded(monkeypatch, n=2):
 
 
 def test_threaded_ensembles_equal_the_serial_sweep(ds, serial, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import neuroalrnn.compare as cmp
+
     ran = _threaded(monkeypatch)
+    blas, spy = [], cmp._run_task
+
+    def blas_after(task, shared):  # the BLAS thread count as a fit ends, beside the other thread's fit
+        out = spy(task, shared)
+        blas.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return out
+
+    monkeypatch.setattr(cmp, "_run_task", blas_after)
     models = {k: v for k, v in MODELS.items() if k != "gru"}
-    together = compare(ds, models, cv=3, groups="session", seeds=[0, 1])
+    with threadpool_limits(2, user_api="blas"):  # the process's count: one thread's end must not restore it
+        together = compare(ds, models, cv=3, groups="session", seeds=[0, 1])
     assert sorted(size for _, size in ran) == [6, 6] and len({name for name, _ in ran}) == 2
+    assert blas and set(blas) == {1}
     np.testing.assert_allclose(together["score"].values, serial["score"].sel(model=list(models)).values,
                                rtol=0, atol=1e-12)
 
