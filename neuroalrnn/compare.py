@@ -8,8 +8,9 @@ trained together as ensembles, many small models in one computation
 single fit is one task of :func:`neuroalrnn._sweep.run_tasks`: in-process, on a ``LocalCluster``
 when ``n_jobs > 1``, or on a given Dask scheduler. In-process, when every fit trains in a CPU
 ensemble of models large enough to gain (``neuroalrnn._threads.sweep_threads``: M = 32 and above at
-the demo's batch), the ensembles are split over the cores and run side by side in threads. ``summarize`` (:mod:`neuroalrnn.stats`) gives the
-mean and SEM per model and paired tests between models on the same (fold, seed) pairs.
+the demo's batch), the ensembles are split over the cores and run side by side in threads.
+``summarize`` (:mod:`neuroalrnn.stats`) gives the mean and SEM per model and paired tests between
+models on the same (fold, seed) pairs.
 
 The score is the estimator's ``score`` on the held-out trials: choice accuracy at the
 response epoch for choice tasks, else negative masked MSE (task estimators); negative
@@ -189,13 +190,14 @@ def compare(ds, models: Mapping, *, cv=5, groups=None, seeds: Sequence[int] = (0
         Model seeds (initialisation and batches); every seed is fitted on every fold.
     scheduler : None, str or distributed.Client
         None: in-process (``n_jobs == 1``; large CPU ensembles in one thread per core) or a
-        LocalCluster of ``n_jobs`` processes; a scheduler address or Client: run there. ``ConnectionError`` within ~5 s when an
-        address does not answer.
+        LocalCluster of ``n_jobs`` processes; a scheduler address or Client: run there.
+        ``ConnectionError`` within ~5 s when an address does not answer.
     n_jobs : int
         Worker processes; ensembles are split into at least ``n_jobs`` parts to use them.
     results_dir : path, optional
         Per-fit JSON results are written here as they finish; a rerun skips them. Ensembles also
-        keep an atomic checkpoint here while they train, so an interrupted one resumes.
+        keep an atomic checkpoint here while they train, so an interrupted one resumes (when the
+        rerun splits the ensembles alike: the same ``n_jobs``, and for threads the same cores).
     device : str, optional
         Overrides every estimator's ``device`` (e.g. ``"auto"`` so GPU workers use CUDA).
     ensemble : bool or int
