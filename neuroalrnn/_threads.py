@@ -31,6 +31,7 @@ from typing import Iterator
 import torch
 
 from neuroalrnn._memory import keep_freed_memory
+from neuroalrnn.utils import available_cores
 
 # batch * T * M^2 per step. On two cores one thread was faster at every size measured, up to 3.4e9,
 # idle and loaded (benchmarks/RESULTS.md); above it, where no measurement says otherwise, all threads.
@@ -95,11 +96,6 @@ def fit_threads(work: float) -> int:
     if user is not None:
         return user
     return 1 if work < CROSSOVER else torch.get_num_threads()
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def sweep_threads(work: float) -> int:

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from neuroalrnn._cli_io import UsageError, check_output, option_for, reason, write_fit
+from neuroalrnn.utils import available_cores
 
 
 def summarize(ds) -> str:
@@ -235,14 +236,6 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the OS says; else all)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def cmd_study(args) -> int:
     from neuroalrnn.study import run_study, summarize_study, write_report
 
@@ -322,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true", help="tiny data and training (a smoke run)")
     study.add_argument("--no-mechanisms", dest="no_mechanisms", action="store_true")
     study.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
-    study.add_argument("--n-jobs", dest="n_jobs", type=int, default=_usable_cores(),
+    study.add_argument("--n-jobs", dest="n_jobs", type=int, default=available_cores(),
                        help="local worker processes, one thread each (default: the usable CPU cores, %(default)s)")
     study.add_argument("--device", help="cpu, cuda or auto (a GPU where there is one); default: each model's")
     study.add_argument("--results-dir", dest="results_dir", help="per-fit results, kept for resuming")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroalrnn.utils import available_cores
+
 N_UNITS = 16
 P_VALUES = (0, 2, N_UNITS)
 CONTEXTS = ("motion", "color")
@@ -194,7 +196,7 @@ def _plan(out: Path, small: bool) -> str:
     mode = "small" if small else "full"
     b = BUDGETS[mode]
     n_fits = len(P_VALUES) * b["compare"]["cv"]
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on every platform

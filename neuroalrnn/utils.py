@@ -224,6 +224,20 @@ def disk_error(err: BaseException, path: str | os.PathLike) -> OSError | None:
     return None if code is None else OSError(code, os.strerror(code), str(path))
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says; else all).
+
+    Examples
+    --------
+    >>> available_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def check_random_state(seed) -> np.random.Generator:
     """Return a ``numpy.random.Generator`` from ``None``, an int or a Generator.
 
