@@ -37,8 +37,9 @@ from neuroalrnn.utils import available_cores
 # idle and loaded (benchmarks/RESULTS.md); above it, where no measurement says otherwise, all threads.
 CROSSOVER = 4e9
 # Per model and step, the work from which compare's in-process ensembles run in threads: on two cores
-# (one busy or not) M = 32 and 64 gained, M = 16 did not (benchmarks/RESULTS.md). At most
-# MAX_SWEEP_THREADS: about a fifth of an M = 64 step holds the GIL (Python), so more would queue on it.
+# (one busy or not) M = 32 and 64 gained, M = 16 did not (benchmarks/RESULTS.md). MAX_SWEEP_THREADS
+# is a cap, not a measurement (the dev box has two cores): about a fifth of an M = 64 step is Python,
+# which holds the GIL, so many more threads would queue on it.
 SWEEP_CROSSOVER = 1e6
 MAX_SWEEP_THREADS = 4
 _ENV = ("NEUROALRNN_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
