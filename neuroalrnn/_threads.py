@@ -110,7 +110,7 @@ def sweep_threads(work: float) -> int:
     >>> sweep_threads(64 * 37 * 16 ** 2)   # the demo's models: too small to gain
     1
     """
-    if _user_threads() is not None or fit_threads(work) != 1 or work < SWEEP_CROSSOVER:
+    if _user_threads() is not None or not SWEEP_CROSSOVER <= work < CROSSOVER:
         return 1
     return max(1, min(available_cores(), MAX_SWEEP_THREADS))
 

@@ -237,16 +237,18 @@ _BLAS_LOOKUP = threading.Lock()
 @contextlib.contextmanager
 def _blas_threads(n: int):
     """Limit OpenBLAS to ``n`` threads within the block (no-op without threadpoolctl)."""
-    with _BLAS_LOOKUP:  # a sweep's threads may start their first kernels together
-        if not _BLAS:
-            load_numba_blas()  # before the lookup: numba loads it only when a kernel first runs
-            try:
-                import threadpoolctl
+    if not _BLAS:  # looked up once; the lock only for a sweep's threads starting their first kernels together
+        with _BLAS_LOOKUP:
+            if not _BLAS:
+                load_numba_blas()  # before the lookup: numba loads it only when a kernel first runs
+                found = []
+                try:
+                    import threadpoolctl
 
-                _BLAS.extend(threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers)
-            except Exception:  # threadpoolctl missing or unable to control this BLAS
-                pass
-            _BLAS.append(None)  # looked up once
+                    found = threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers
+                except Exception:  # threadpoolctl missing or unable to control this BLAS
+                    pass
+                _BLAS[:] = [*found, None]  # whole at once: a thread that skips the lock sees all or nothing
     changed = []
     try:
         for lib in _BLAS[:-1]:
