@@ -11,12 +11,11 @@ BLAS calls), and autograd sees one node. Same formulas, so the same losses and g
 unfused objective to float rounding (``tests/test_fit_ensemble.py``).
 
 Inside, states are time-major (T, B, M), the layout of the recurrence kernels of
-``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit). The
-gradient products over all T x B rows (dC, dW) run in torch, one batched product per chunk of models
-right after the chunk's adjoint while its arrays are in cache (``_drive_grads``, ``weight_gradient``,
-``model_chunks``): the step took 0.86x the time of those products inside the kernel at the demo's
-size, 0.96x at M = 64 (2026-11-29). The drive is made per model in compiled code, where it stays in
-cache for the scan.
+``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit). Every
+gradient, the products over all T x B rows (dW, dC) included, is made in the kernel, one model after
+another, with no Python per model: on MKL (``neuroalrnn.model._blas``) the dW product took 0.77x
+torch's batched product's time at M = 16 and 0.96x at M = 64 (2,368 rows, in cache, 2026-11-29). The drive is made per model in compiled code, where it
+stays in cache for the scan.
 
 Used for the ``"mse"`` loss of float32/float64 ensembles on CPU whose backend is ``"auto"`` or
 ``"numba"``; everything else goes through the unfused objective.
@@ -29,7 +28,8 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, model_chunks, time_major, weight_gradient
+from neuroalrnn.model._blas import gemm
+from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, time_major
 
 
 @njit(cache=True, nogil=True)
@@ -51,28 +51,37 @@ def _drive(S, CT, h):  # pragma: no cover - compiled
     return drive
 
 
+_LOOP_INPUTS = 8
+
+
 @njit(cache=True, nogil=True)
 def _drive_backward(lam, S, dh, dC):  # pragma: no cover - compiled
     """Adds to dh (M,) and writes dC (M, I) from lam = dLoss/d drive (T, B, M) and the inputs S (T, B, I),
-    per model in compiled code (the teacher-forcing step; the task step uses ``_drive_grads``)."""
+    per model in compiled code.
+
+    Up to ``_LOOP_INPUTS`` inputs both sums are one pass over lam: at the task's size (2368 rows, M = 64,
+    five inputs) 55 against 73 us for the sum and a BLAS product (2026-11-29)."""
     T, B, M = lam.shape
     I = S.shape[2]
-    flat = lam.reshape(T * B, M)
+    flat, s = lam.reshape(T * B, M), S.reshape(T * B, I)
+    if I > _LOOP_INPUTS:
+        for r in range(T * B):
+            for i in range(M):
+                dh[i] += flat[r, i]
+        np.dot(flat.T, s, dC)
+        return
+    acc = np.zeros((I + 1, M), dtype=lam.dtype)  # rows: dC^T, then dh
     for r in range(T * B):
-        for i in range(M):
-            dh[i] += flat[r, i]
-    if I > 0:
-        np.dot(flat.T, S.reshape(T * B, I), dC)
-
-
-def _drive_grads(lam: np.ndarray, S: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dh (K, M), dC (K, M, I)) from lam = dLoss/d drive (K, T, B, M) and the inputs S (K, T, B, I)."""
-    K, M, I = lam.shape[0], lam.shape[-1], S.shape[-1]
-    rows = torch.from_numpy(lam).reshape(K, -1, M)
-    if I == 0:
-        return rows.sum(1), rows.new_zeros((K, M, 0))
-    dC = torch.bmm(torch.from_numpy(S).reshape(K, -1, I).transpose(1, 2), rows).transpose(1, 2).contiguous()
-    return rows.sum(1), dC
+        for i in range(I):
+            v = s[r, i]
+            for m in range(M):
+                acc[i, m] += v * flat[r, m]
+        for m in range(M):
+            acc[I, m] += flat[r, m]
+    for m in range(M):
+        dh[m] += acc[I, m]
+        for i in range(I):
+            dC[m, i] = acc[i, m]
 
 
 @njit(cache=True, nogil=True)
@@ -106,9 +115,9 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
 
 
 @njit(cache=True, nogil=True)
-def _backward_one(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # pragma: no cover - compiled
-    """One model's dA, dB (O, M), db, and lam = dLoss/d drive and PH (T, B, M) for ``weight_gradient``
-    and ``_drive_grads`` (``scale`` is dOut/dLoss)."""
+def _backward_one(scale, A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db):  # pragma: no cover
+    """One model's gradients into the zeroed dA, dW (M, M), dh, dC (M, I), dB (O, M) and db; ``scale``
+    is dOut/dLoss, ``lam`` and ``PH`` (T, B, M) scratch space."""
     T, B, M = out.shape
     O = gy.shape[2]
     dt = out.dtype
@@ -119,10 +128,11 @@ def _backward_one(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # prag
         for o in range(O):
             db[o] += g[r, o]
     gout = np.empty((T, B, M), dtype=dt)
-    np.dot(g, Bo, gout.reshape(T * B, M))
+    gemm(g, Bo, gout.reshape(T * B, M))
     none = np.empty((T, B, 0), dtype=dt)
     _adjoint(gout, np.zeros((B, M), dtype=dt), out, A, W, n_lin, none, np.empty((T, B), dtype=dt), False,
-             np.empty((B, M), dtype=dt), lam, dA, PH, np.zeros((0, 0), dtype=dt), none, np.zeros((0, 0), dtype=dt))
+             np.empty((B, M), dtype=dt), lam, dA, PH, dW, none, np.zeros((0, 0), dtype=dt))
+    _drive_backward(lam, S, dh, dC)
 
 
 @njit(cache=True, nogil=True)
@@ -138,15 +148,18 @@ def _forward_parallel(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # 
 
 
 @njit(cache=True, nogil=True)
-def _backward(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # pragma: no cover - compiled
+def _backward(scale, A, W, n_lin, Bo, out, gy, S, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
+    lam, PH = np.empty(out.shape[1:], dtype=out.dtype), np.empty(out.shape[1:], dtype=out.dtype)  # reused
     for k in range(out.shape[0]):
-        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], lam[k], PH[k], dA[k], dB[k], db[k])
+        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], S[k], lam, PH, dA[k], dW[k], dh[k],
+                      dC[k], dB[k], db[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(scale, A, W, n_lin, Bo, out, gy, lam, PH, dA, dB, db):  # pragma: no cover - compiled
+def _backward_parallel(scale, A, W, n_lin, Bo, out, gy, S, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
     for k in prange(out.shape[0]):
-        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], lam[k], PH[k], dA[k], dB[k], db[k])
+        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], S[k], np.empty(out.shape[1:], out.dtype),
+                      np.empty(out.shape[1:], out.dtype), dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
 
 
 class _FusedTaskMSE(torch.autograd.Function):
@@ -174,18 +187,11 @@ class _FusedTaskMSE(torch.autograd.Function):
         S, n_lin, out, gy = ctx.arrays
         K, M, I, O = A.shape[0], A.shape[1], S.shape[3], B.shape[1]
         dtype = out.dtype
-        dW, dh, dC = (torch.empty(shape, dtype=A.dtype) for shape in ((K, M, M), (K, M), (K, M, I)))
-        scale, A, W, B = _np(grad).astype(dtype), _np(A), _np(W), _np(B)
-        dA, dB, db = np.zeros((K, M), dtype), np.zeros((K, O, M), dtype), np.zeros((K, O), dtype)
-        chunks = model_chunks(K, out[0].nbytes)
-        lam, PH = (np.empty((chunks[0].stop,) + out.shape[1:], dtype) for _ in range(2))  # reused by every chunk
-        for c in chunks:  # the torch products right after the adjoint, on arrays still in cache
-            n = c.stop - c.start
-            _run(_backward, _backward_parallel, n, scale[c], A[c], W[c], n_lin[c], B[c], out[c], gy[c], lam[:n], PH[:n],
-                 dA[c], dB[c], db[c])
-            dW[c] = weight_gradient(lam[:n], PH[:n])
-            dh[c], dC[c] = _drive_grads(lam[:n], S[c])
-        return (None, None, None, torch.from_numpy(dA), dW, dh, dC, torch.from_numpy(dB), torch.from_numpy(db), None)
+        dA, dW, dh, dC, dB, db = (np.zeros(shape, dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, O, M),
+                                                                       (K, O)))
+        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), _np(A), _np(W), n_lin, _np(B), out, gy, S,
+             dA, dW, dh, dC, dB, db)
+        return (None, None, None) + tuple(torch.from_numpy(g) for g in (dA, dW, dh, dC, dB, db)) + (None,)
 
 
 def fusable(ensemble, batch) -> bool:

@@ -12,11 +12,12 @@ objectives (``neuroalrnn.fit._fused_task``, ``_fused_tf``) call the kernels with
 Each step has one small GEMM (``phi(prev) @ W.T``, all the model's trials at once). The backward
 pass is a hand-written reverse-time adjoint (BPTT) that recomputes ``phi`` from the saved states,
 so memory is O(K B T M) and time O(T). ``dW`` is one product over all T x B rows after the time loop
-(2-7% faster than one small product per step at M = 16-64); the fused task step leaves it to torch
-(``weight_gradient``, ``model_chunks``), whose BLAS ran it faster there. The per-step GEMMs go
-through the BLAS numba links (scipy's OpenBLAS): hand-written loops (vectorised by LLVM, no
-fastmath) took 1.4-2x its time at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s
-machine, AVX2), and 7x at M = 16 with the sizes known to the compiler (2026-11-29). No fastmath anywhere, so NaN and inf follow IEEE rules as in torch.
+(2-7% faster than one small product per step at M = 16-64). The GEMMs go through
+``neuroalrnn.model._blas`` (MKL where torch carries it: 0.8x the time of scipy's OpenBLAS, which
+``np.dot`` links); hand-written loops (vectorised by LLVM, no fastmath) took 1.4-2x OpenBLAS's time
+at M = 16-128 (measured with ``benchmarks/bench_recurrence.py``'s machine, AVX2), and 7x at M = 16
+with the sizes known to the compiler (2026-11-29). No fastmath anywhere, so NaN and inf follow IEEE
+rules as in torch.
 
 Models are independent: with ``torch.get_num_threads()`` > 1 and K > 1 they are spread over that
 many numba threads (``prange`` over K; ``numba.set_num_threads`` is set for the call and restored
@@ -40,6 +41,7 @@ from torch.autograd.function import once_differentiable
 
 from neuroalrnn._memory import keep_freed_memory
 from neuroalrnn._threads import load_numba_blas
+from neuroalrnn.model._blas import gemm, gemm_rows
 
 
 @njit(cache=True, nogil=True)
@@ -84,7 +86,7 @@ def _scan(z0, drive, A, WT, n_lin, force, alpha, has_force, out):  # pragma: no 
         for e in range(n):  # NaN is not < 0: it stays NaN, as torch.relu
             v = prev[e]
             phi[e] = v if linear[e] or not v < 0 else zero
-        np.dot(phi.reshape(B, M), WT, tmp.reshape(B, M))
+        gemm(phi.reshape(B, M), WT, tmp.reshape(B, M))
         d, o = drive[t if drive.shape[0] == T else 0].reshape(n), out[t].reshape(n)
         for e in range(n):
             v = Arep[e] * prev[e] + tmp[e] + d[e]
@@ -100,7 +102,7 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
     where alpha != 0) and dalpha (T, B; a (0, 0) array: not needed).
 
     ``dW += lam^T PH`` is one product over all T x B rows at the end; with ``dW`` a (0, 0) array it is
-    left to the caller (the fused task step: ``weight_gradient``)."""
+    left out."""
     T, B, M = out.shape
     n = B * M
     dt = out.dtype
@@ -125,7 +127,7 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
             p = prev[e]
             ph[e] = p if linear[e] or not p < 0 else zero
             dAe[e] += v * p
-        np.dot(lam_t.reshape(B, M), W, tmp.reshape(B, M))       # W^T lambda, per trial
+        gemm(lam_t.reshape(B, M), W, tmp.reshape(B, M))       # W^T lambda, per trial
         for e in range(n):  # relu' = 0 only at z <= 0 (1 at NaN), as torch
             carry[e] = Arep[e] * lam_t[e] + (tmp[e] if linear[e] or not prev[e] <= 0 else zero)
         if has_force:  # through the mixing: to force, alpha and the unforced state
@@ -141,11 +143,7 @@ def _adjoint(gout, z0, out, A, W, n_lin, force, alpha, has_force,
                     carry[b * M + i] = (1 - a) * dp
     dz0[:] = carry.reshape(B, M)
     if dW.shape[0] > 0:
-        dWt = np.empty((M, M), dtype=dt)
-        np.dot(lam.reshape(T * B, M).T, PH.reshape(T * B, M), dWt)    # lambda phi^T over all steps and trials
-        for i in range(M):
-            for j in range(M):
-                dW[i, j] += dWt[i, j]
+        gemm_rows(lam.reshape(T * B, M), PH.reshape(T * B, M), dW, 1.0)  # += lambda phi^T over all steps and trials
     for b in range(B):
         for i in range(M):
             dA[i] += dAe[b * M + i]
@@ -174,41 +172,6 @@ def _grads(out, force, need_dalpha=True):
     dalpha = np.zeros((K, T, B) if need_dalpha else (K, 0, 0), out.dtype)
     return (np.empty((K, B, M), out.dtype), np.empty(out.shape, out.dtype), np.zeros((K, M), out.dtype),
             np.zeros((K, M, M), out.dtype), np.zeros(force.shape, out.dtype), dalpha)
-
-
-def weight_gradient(lam: np.ndarray, PH: np.ndarray) -> torch.Tensor:
-    """dW (K, M, M) = lam^T PH over the T x B rows of each model's time-major (K, T, B, M) arrays.
-
-    One batched product in torch: on arrays in cache its BLAS (MKL on x86 builds) ran these long, thin
-    products 2-2.5x faster than numba's OpenBLAS link (0.42 against 0.82 ms for 15 models of M = 16
-    over 2368 rows, 2026-11-29, 2-core dev box); see ``model_chunks``."""
-    K, M = lam.shape[0], lam.shape[-1]
-    lam_t, ph = torch.from_numpy(lam).reshape(K, -1, M), torch.from_numpy(PH).reshape(K, -1, M)
-    return torch.bmm(lam_t.transpose(1, 2), ph)
-
-
-# A chunk of models whose lam and PH fit in one core's L2 cache (1 MB on the dev box, 0.5-2 MB on
-# common x86 cores) beside the kernel's other arrays.
-_CHUNK_BYTES = 1 << 20
-
-
-def model_chunks(K: int, per_model_bytes: int) -> list[slice]:
-    """The K models in runs of consecutive models whose time-major (T, B, M) array is at most
-    ``_CHUNK_BYTES`` together (at least one model each).
-
-    The fused task step runs the adjoint and then the torch products on lam and PH chunk by chunk, so
-    the products read arrays still in cache: over all 15 models at once (2.3 MB each at the demo's
-    size) the step was 0.92x the in-kernel products' time, in chunks 0.86x; for the Lorenz sweep's
-    teacher forcing (30 models, 7.6 MB) one product over all models made the step 1.13x slower, in
-    chunks still 1.02-1.05x, so that step keeps the in-kernel product (2026-11-29, A/B in one process).
-
-    Examples
-    --------
-    >>> model_chunks(5, 400_000)  # 2.5 models fit in 1 MB: runs of 2
-    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
-    """
-    n = max(1, min(K, _CHUNK_BYTES // max(int(per_model_bytes), 1)))
-    return [slice(s, min(K, s + n)) for s in range(0, K, n)]
 
 
 @njit(cache=True, nogil=True)
