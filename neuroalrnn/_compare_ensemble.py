@@ -144,7 +144,7 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
     fit_time = (time.perf_counter() - start) / len(members)
     trials = Trials(data)
     work = first["batch_size"] * data.sizes["time"] * first["n_units"] ** 2
-    out = {}
+    out, held_out = {}, {}  # held_out: each fold's test trials, selected once for the members sharing it
     with threads_for(work):
         for member, est, (result, set_fitted) in zip(members, ests, fitted):
             if "error" in result.extra:
@@ -153,9 +153,11 @@ def fit_ensemble(task: dict, shared: dict) -> dict:
             set_fitted(est)  # the attributes the estimator's fit sets
             est.train_result_, est.history_ = result, result.history
             train, test = folds[member["fold"]]
-            out[member["key"]] = {"score": float(est.score(trials[test])), "fit_time": fit_time,
+            if member["fold"] not in held_out:
+                held_out[member["fold"]] = trials[test]
+            out[member["key"]] = {"score": float(est.score(held_out[member["fold"]])), "fit_time": fit_time,
                                   "n_train": int(len(train)), "n_test": int(len(test))}
-            scores = _extra_scores(shared, est, trials[test])  # compare's scoring=
+            scores = _extra_scores(shared, est, held_out[member["fold"]])  # compare's scoring=
             if scores:
                 out[member["key"]]["scores"] = scores
     return {"members": out}

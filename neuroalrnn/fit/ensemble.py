@@ -249,13 +249,12 @@ def _update(params, loss, run, active, last_good, opt, max_norm):
         norms = torch.where(finite, norms, torch.zeros_like(norms))  # frozen: no NaN clip factor
     if active is not None:
         grads = [torch.where(_expand(active, g), g, g.new_zeros(())) for g in grads]
-    if max_norm is not None:
-        coef = clip_coefficients(norms, max_norm)
-        for g in grads:
-            g.mul_(_expand(coef.to(g.dtype), g))
-    for p, g, buf in zip(params, grads, last_good):
+    if max_norm is not None:  # one dispatch for all gradients (the same products as one mul_ each)
+        coef = clip_coefficients(norms, max_norm).to(grads[0].dtype)
+        torch._foreach_mul_(grads, [_expand(coef if g.dtype == coef.dtype else coef.to(g.dtype), g) for g in grads])
+    for p, g in zip(params, grads):
         p.grad = g
-        buf.copy_(p.detach())
+    torch._foreach_copy_(last_good, [p.detach() for p in params])
     opt.step(active)
     return active
 
