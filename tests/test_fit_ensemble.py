@@ -251,9 +251,12 @@ def test_teacher_forcing_ensemble_resumes_with_its_random_streams(tmp_path, monk
         np.testing.assert_array_equal(a.train_result_.history.to_numpy(), b.train_result_.history.to_numpy())
 
 
-@pytest.mark.parametrize("n_in, n_out, dtype", [(5, 1, F64), (2, 3, F64), (0, 2, F64), (5, 1, torch.float32)])
-def test_fused_task_mse_equals_the_unfused_objective(n_in, n_out, dtype):
-    """The compiled CPU step gives the autograd objective's losses and gradients (padded batches too)."""
+@pytest.mark.parametrize("n_in, n_out, dtype, unit", [(5, 1, F64, False), (2, 3, F64, False), (0, 2, F64, False),
+                                                     (5, 1, torch.float32, False), (5, 1, F64, True),
+                                                     (2, 3, torch.float32, True)])
+def test_fused_task_mse_equals_the_unfused_objective(n_in, n_out, dtype, unit):
+    """The compiled CPU step gives the autograd objective's losses and gradients (padded batches too),
+    for the sum of the losses (the gradients made in the forward pass as they are) and a weighted sum."""
     from neuroalrnn.fit import ensemble_task
     from neuroalrnn.fit.task import masked_loss
 
@@ -264,8 +267,11 @@ def test_fused_task_mse_equals_the_unfused_objective(n_in, n_out, dtype):
              "weight": (torch.rand(3, 4, 7, 1, generator=g, dtype=dtype) > 0.3).to(dtype),
              "valid": torch.tensor([[True] * 4, [True] * 4, [True, True, False, False]])}
     params = list(ens.parameters())
-    upstream = torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
+    upstream = torch.ones(3, dtype=dtype) if unit else torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
+    with torch.no_grad():  # no gradients wanted: the same losses
+        without = ensemble_task.task_objective("mse")(ens, batch)
     fused = ensemble_task.task_objective("mse")(ens, batch)
+    assert torch.equal(without, fused.detach())
     assert type(fused.grad_fn).__name__ == "_FusedTaskMSEBackward"  # the compiled path ran
     got = torch.autograd.grad((fused * upstream).sum(), params)
     _, outputs = ens(batch["inputs"])

@@ -11,11 +11,15 @@ BLAS calls), and autograd sees one node. Same formulas, so the same losses and g
 unfused objective to float rounding (``tests/test_fit_ensemble.py``).
 
 Inside, states are time-major (T, B, M), the layout of the recurrence kernels of
-``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit). Every
+``neuroalrnn.model._numba`` (``_scan`` and ``_adjoint``, shared with every other CPU fit). When
+gradients will be needed, each model's adjoint runs right after its forward pass, while its states
+are still in cache, and autograd's backward only scales the gradients made then: compare at M = 64
+took 0.91x the time of the forward pass of every model followed by a separate backward pass (one
+thread, 2026-11-29), and the states of all models are no longer kept between the two. Every
 gradient, the products over all T x B rows (dW, dC) included, is made in the kernel, one model after
 another, with no Python per model: on MKL (``neuroalrnn.model._blas``) the dW product took 0.77x
-torch's batched product's time at M = 16 and 0.96x at M = 64 (2,368 rows, in cache, 2026-11-29). The drive is made per model in compiled code, where it
-stays in cache for the scan.
+torch's batched product's time at M = 16 and 0.96x at M = 64 (2,368 rows, in cache, 2026-11-29).
+The drive is made per model in compiled code, where it stays in cache for the scan.
 
 Used for the ``"mse"`` loss of float32/float64 ensembles on CPU whose backend is ``"auto"`` or
 ``"numba"``; everything else goes through the unfused objective.
@@ -136,62 +140,66 @@ def _backward_one(scale, A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, d
 
 
 @njit(cache=True, nogil=True)
-def _forward(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # pragma: no cover - compiled
-    for k in range(out.shape[0]):
-        loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
-
-
-@njit(cache=True, parallel=True)
-def _forward_parallel(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy, loss):  # pragma: no cover - compiled
-    for k in prange(out.shape[0]):
-        loss[k] = _forward_one(S[k], CT[k], h[k], A[k], WT[k], n_lin[k], BoT[k], bo[k], Y[k], w[k], out[k], gy[k])
+def _model_step(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, out, gy, lam, PH, dA, dW, dh, dC, dB,
+                db):  # pragma: no cover - compiled
+    """One model's loss and, with ``grads``, its gradients (of the loss itself: dOut/dLoss = 1) right
+    after, while its states are still in cache; ``out``, ``gy``, ``lam``, ``PH`` are scratch space."""
+    loss = _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy)
+    if grads:
+        _backward_one(np.ones(1, dtype=out.dtype)[0], A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db)
+    return loss
 
 
 @njit(cache=True, nogil=True)
-def _backward(scale, A, W, n_lin, Bo, out, gy, S, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
-    lam, PH = np.empty(out.shape[1:], dtype=out.dtype), np.empty(out.shape[1:], dtype=out.dtype)  # reused
-    for k in range(out.shape[0]):
-        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], S[k], lam, PH, dA[k], dW[k], dh[k],
-                      dC[k], dB[k], db[k])
+def _step(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, loss, dA, dW, dh, dC, dB, db):  # pragma: no cover
+    K, T, B = S.shape[0], S.shape[1], S.shape[2]
+    M, O, dt = A.shape[1], BoT.shape[2], A.dtype
+    out, lam, PH = np.empty((T, B, M), dtype=dt), np.empty((T, B, M), dtype=dt), np.empty((T, B, M), dtype=dt)
+    gy = np.empty((T, B, O), dtype=dt)  # scratch, reused model after model
+    for k in range(K):
+        loss[k] = _model_step(S[k], CT[k], h[k], A[k], WT[k], W[k], n_lin[k], BoT[k], Bo[k], bo[k], Y[k], w[k], grads,
+                              out, gy, lam, PH, dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(scale, A, W, n_lin, Bo, out, gy, S, dA, dW, dh, dC, dB, db):  # pragma: no cover - compiled
-    for k in prange(out.shape[0]):
-        _backward_one(scale[k], A[k], W[k], n_lin[k], Bo[k], out[k], gy[k], S[k], np.empty(out.shape[1:], out.dtype),
-                      np.empty(out.shape[1:], out.dtype), dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
+def _step_parallel(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, loss, dA, dW, dh, dC, dB,
+                   db):  # pragma: no cover - compiled
+    K, T, B = S.shape[0], S.shape[1], S.shape[2]
+    M, O, dt = A.shape[1], BoT.shape[2], A.dtype
+    for k in prange(K):
+        loss[k] = _model_step(S[k], CT[k], h[k], A[k], WT[k], W[k], n_lin[k], BoT[k], Bo[k], bo[k], Y[k], w[k], grads,
+                              np.empty((T, B, M), dtype=dt), np.empty((T, B, O), dtype=dt),
+                              np.empty((T, B, M), dtype=dt), np.empty((T, B, M), dtype=dt),
+                              dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
 
 
 class _FusedTaskMSE(torch.autograd.Function):
+    # The gradients are made in the forward pass (each model's adjoint right after its forward, on
+    # arrays still in cache) when they will be needed; backward only scales them by dOut/dLoss.
     @staticmethod
-    def forward(ctx, inputs, targets, weight, A, W, h, C, B, b, n_relu):
+    def forward(ctx, inputs, targets, weight, A, W, h, C, B, b, n_relu, grads):
         K, nb, T, _ = inputs.shape
-        M, O = A.shape[1], B.shape[1]
+        M, O, I = A.shape[1], B.shape[1], inputs.shape[3]
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
         S, Y = time_major(inputs), _np(targets)  # S time-major (K, T, B, I)
         w = _np(weight.expand(K, nb, T, O))
-        out = np.empty((K, T, nb, M), dtype=dtype)
-        gy = np.empty((K, T, nb, O), dtype=dtype)
         loss = np.empty(K, dtype=dtype)
-        _run(_forward, _forward_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)), n_lin,
-             _np(B.transpose(1, 2)), _np(b), Y, w, out, gy, loss)
-        ctx.arrays = (S, n_lin, out, gy)
-        ctx.save_for_backward(A, W, B)
+        shapes = ((K, M), (K, M, M), (K, M), (K, M, I), (K, O, M), (K, O)) if grads else \
+            ((K, 0), (K, 0, 0), (K, 0), (K, 0, 0), (K, 0, 0), (K, 0))  # not written without grads
+        ctx.grads = tuple(np.zeros(shape, dtype) for shape in shapes)
+        _run(_step, _step_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)), _np(W),
+             n_lin, _np(B.transpose(1, 2)), _np(B), _np(b), Y, w, bool(grads), loss, *ctx.grads)
         return torch.from_numpy(loss)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        A, W, B = ctx.saved_tensors
-        S, n_lin, out, gy = ctx.arrays
-        K, M, I, O = A.shape[0], A.shape[1], S.shape[3], B.shape[1]
-        dtype = out.dtype
-        dA, dW, dh, dC, dB, db = (np.zeros(shape, dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, O, M),
-                                                                       (K, O)))
-        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), _np(A), _np(W), n_lin, _np(B), out, gy, S,
-             dA, dW, dh, dC, dB, db)
-        return (None, None, None) + tuple(torch.from_numpy(g) for g in (dA, dW, dh, dC, dB, db)) + (None,)
+        scale = _np(grad)
+        grads = ctx.grads
+        if not (scale == 1).all():  # loss.sum() gives ones; another weighting scales each model's gradients
+            grads = tuple(g * scale.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in grads)
+        return (None, None, None) + tuple(torch.from_numpy(g) for g in grads) + (None, None)
 
 
 def fusable(ensemble, batch) -> bool:
@@ -219,5 +227,6 @@ def fused_task_mse(ensemble, inputs, targets, weight) -> torch.Tensor:
     True
     """
     weight = weight.to(ensemble.A.dtype)
-    return _FusedTaskMSE.apply(inputs, targets.to(ensemble.A.dtype), weight, ensemble.A, ensemble.W, ensemble.h,
-                               ensemble.C, ensemble.B, ensemble.b, tuple(ensemble.n_relu))
+    params = (ensemble.A, ensemble.W, ensemble.h, ensemble.C, ensemble.B, ensemble.b)
+    grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+    return _FusedTaskMSE.apply(inputs, targets.to(ensemble.A.dtype), weight, *params, tuple(ensemble.n_relu), grads)
