@@ -307,8 +307,9 @@ def test_validation_runs_in_chunks_of_trials_with_the_same_outputs(monkeypatch):
         torch.testing.assert_close(ensemble_task._outputs(ens, inputs), whole, atol=1e-12, rtol=1e-10)
 
 
-@pytest.mark.parametrize("n_in, dtype, alpha", [(0, F64, 1.0), (2, F64, 0.4), (0, torch.float32, 1.0)])
-def test_fused_teacher_forcing_equals_the_unfused_objective(n_in, dtype, alpha):
+@pytest.mark.parametrize("n_in, dtype, alpha, unit", [(0, F64, 1.0, False), (2, F64, 0.4, False),
+                                                     (0, torch.float32, 1.0, False), (2, F64, 0.4, True)])
+def test_fused_teacher_forcing_equals_the_unfused_objective(n_in, dtype, alpha, unit):
     """The compiled teacher-forcing step gives the autograd objective's losses and gradients (windows,
     noise, a trial that ends early, padded batches, inputs)."""
     from neuroalrnn.fit._ensemble_observation import ObservedEnsemble, StackedObservation
@@ -326,7 +327,7 @@ def test_fused_teacher_forcing_equals_the_unfused_objective(n_in, dtype, alpha):
     if n_in:
         batch["inputs"] = torch.randn(3, 4, 80, n_in, generator=torch.Generator().manual_seed(0), dtype=dtype)
     params = [p for p in module.parameters()]
-    upstream = torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
+    upstream = torch.ones(3, dtype=dtype) if unit else torch.tensor([0.7, -1.3, 2.0], dtype=dtype)
     results = {}
     for backend in ("numba", "loop"):
         objective = EnsembleTeacherForcingObjective("sparse", 7, alpha, seeds=seeds, noise_std=0.1,

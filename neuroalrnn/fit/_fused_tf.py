@@ -10,7 +10,11 @@ those cost about as much as the recurrence itself. Here each model's forward and
 runs in compiled code (the time-major ``_scan`` and ``_adjoint`` of ``neuroalrnn.model._numba``,
 shared with every other CPU fit, and the drive helpers of ``_fused_task``) and autograd sees one
 node. Same formulas, so the same losses and gradients as the unfused objective to float rounding
-(``tests/test_fit_ensemble.py``, ``tests/test_fit_teacher_forcing.py``).
+(``tests/test_fit_ensemble.py``, ``tests/test_fit_teacher_forcing.py``). As in the task step, each
+model's adjoint runs right after its forward pass when gradients will be needed: the kernels of
+compare's teacher-forcing benchmark case (15 models, 16 x 200, M = 20) took 0.78x the time of a
+forward pass over every model followed by a backward pass, the whole compare 0.84x (one thread,
+2026-11-29).
 
 Used for identity observation models of float32/float64 models and ensembles on CPU whose backend
 is ``"auto"`` or ``"numba"``, except on the steps where the ``"fast"`` adaptive-alpha schedule needs
@@ -87,66 +91,68 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
 
 
 @njit(cache=True, nogil=True)
-def _forward(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover - compiled
-    for k in range(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
-                               z0[k], out[k], gy[k])
-
-
-@njit(cache=True, parallel=True)
-def _forward_parallel(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy, loss):  # pragma: no cover
-    for k in prange(out.shape[0]):
-        loss[k] = _forward_one(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], n_lin[k], L[k],
-                               z0[k], out[k], gy[k])
+def _model_step(x, w, force, alpha, S, CT, h, A, WT, W, n_lin, L, grads, z0, out, gy, dA, dW, dh, dC,
+                dL):  # pragma: no cover - compiled
+    """One model's loss and, with ``grads``, its gradients (dOut/dLoss = 1) right after, while its states
+    are still in cache; ``z0``, ``out``, ``gy`` are scratch space."""
+    loss = _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy)
+    if grads:
+        _backward_one(np.ones(1, dtype=out.dtype)[0], x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC,
+                      dL)
+    return loss
 
 
 @njit(cache=True, nogil=True)
-def _backward(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
-    for k in range(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
-                      dA[k], dW[k], dh[k], dC[k], dL[k])
+def _step(x, w, force, alpha, S, CT, h, A, WT, W, n_lin, L, grads, loss, dA, dW, dh, dC, dL):  # pragma: no cover
+    K, B, N = x.shape[0], x.shape[1], x.shape[3]
+    T, M, dt = x.shape[2] - 1, A.shape[1], A.dtype
+    z0, out, gy = np.empty((B, M), dtype=dt), np.empty((T, B, M), dtype=dt), np.empty((T, B, N), dtype=dt)
+    for k in range(K):  # scratch reused model after model
+        loss[k] = _model_step(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], W[k], n_lin[k], L[k],
+                              grads, z0, out, gy, dA[k], dW[k], dh[k], dC[k], dL[k])
 
 
 @njit(cache=True, parallel=True)
-def _backward_parallel(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
-    for k in prange(out.shape[0]):
-        _backward_one(scale[k], x[k], force[k], alpha[k], S[k], A[k], W[k], n_lin[k], z0[k], out[k], gy[k],
-                      dA[k], dW[k], dh[k], dC[k], dL[k])
+def _step_parallel(x, w, force, alpha, S, CT, h, A, WT, W, n_lin, L, grads, loss, dA, dW, dh, dC,
+                   dL):  # pragma: no cover - compiled
+    K, B, N = x.shape[0], x.shape[1], x.shape[3]
+    T, M, dt = x.shape[2] - 1, A.shape[1], A.dtype
+    for k in prange(K):
+        loss[k] = _model_step(x[k], w[k], force[k], alpha[k], S[k], CT[k], h[k], A[k], WT[k], W[k], n_lin[k], L[k],
+                              grads, np.empty((B, M), dtype=dt), np.empty((T, B, M), dtype=dt),
+                              np.empty((T, B, N), dtype=dt), dA[k], dW[k], dh[k], dC[k], dL[k])
 
 
 class _FusedTeacherForcingMSE(torch.autograd.Function):
+    # As the task step (``_fused_task``): the gradients are made in the forward pass when they will be
+    # needed, each model's adjoint right after its forward; backward only scales them by dOut/dLoss.
     @staticmethod
-    def forward(ctx, x, weight, force, alpha, inputs, A, W, h, C, L, n_relu):
+    def forward(ctx, x, weight, force, alpha, inputs, A, W, h, C, L, n_relu, grads):
         K, B, T1, N = x.shape
         T, M = T1 - 1, A.shape[1]
         dtype = _np(A).dtype
         n_lin = np.array([M - p for p in n_relu], dtype=np.int64)
-        xs = _np(x)
         f, a = time_major(force), time_major(alpha)
         S = time_major(inputs) if inputs is not None else np.empty((K, T, B, 0), dtype=dtype)
-        z0 = np.empty((K, B, M), dtype=dtype)
-        out = np.empty((K, T, B, M), dtype=dtype)
-        gy = np.empty((K, T, B, N), dtype=dtype)
+        I = S.shape[3]
         loss = np.empty(K, dtype=dtype)
-        _run(_forward, _forward_parallel, K, xs, _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
-             _np(W.transpose(1, 2)), n_lin, _np(L), z0, out, gy, loss)
-        ctx.arrays = (xs, f, a, S, n_lin, z0, out, gy)
+        shapes = ((K, M), (K, M, M), (K, M), (K, M, I), (K, M - N, N)) if grads else \
+            ((K, 0), (K, 0, 0), (K, 0), (K, 0, 0), (K, 0, 0))  # not written without grads
+        ctx.grads = tuple(np.zeros(shape, dtype) for shape in shapes)
         ctx.has_inputs = inputs is not None
-        ctx.save_for_backward(A, W)
+        _run(_step, _step_parallel, K, _np(x), _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
+             _np(W.transpose(1, 2)), _np(W), n_lin, _np(L), bool(grads), loss, *ctx.grads)
         return torch.from_numpy(loss)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        A, W = ctx.saved_tensors
-        xs, f, a, S, n_lin, z0, out, gy = ctx.arrays
-        K, M, N, I = A.shape[0], A.shape[1], xs.shape[3], S.shape[3]
-        dtype = out.dtype
-        grads = [np.zeros(shape, dtype=dtype) for shape in ((K, M), (K, M, M), (K, M), (K, M, I), (K, M - N, N))]
-        _run(_backward, _backward_parallel, K, _np(grad).astype(dtype), xs, f, a, S, _np(A), _np(W), n_lin, z0,
-             out, gy, *grads)
+        scale = _np(grad)
+        grads = ctx.grads
+        if not (scale == 1).all():  # loss.sum() gives ones; another weighting scales each model's gradients
+            grads = tuple(g * scale.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in grads)
         dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in grads)
-        return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None)
+        return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None, None)
 
 
 def fusable(identity: bool, model, backend, *tensors) -> bool:
@@ -178,5 +184,6 @@ def fused_teacher_forcing_mse(model, L, x, weight, force, alpha, inputs=None) ->
     >>> fused_teacher_forcing_mse(ens, L, x, torch.ones(2, 3, 5), x[:, :, :-1], torch.zeros(2, 3, 5)).shape
     torch.Size([2])
     """
-    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, model.A, model.W, model.h, model.C, L,
-                                         tuple(model.n_relu))
+    params = (model.A, model.W, model.h, model.C, L)
+    grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, *params, tuple(model.n_relu), grads)
