@@ -284,6 +284,33 @@ def test_fused_task_mse_equals_the_unfused_objective(n_in, n_out, dtype, unit):
         torch.testing.assert_close(a, torch.zeros_like(a) if b is None else b, **tol, msg=name)
 
 
+def test_fused_steps_hand_train_ensemble_the_gradients_of_the_summed_loss():
+    """The fused task and teacher-forcing steps make their gradients in the forward pass; train_ensemble
+    takes them from there (no backward): they equal autograd's gradients of loss.sum(), bit for bit."""
+    from neuroalrnn.fit import ensemble_task
+    from neuroalrnn.fit._fused_tf import fused_teacher_forcing_mse
+
+    g = torch.Generator().manual_seed(3)
+    ens = ALRNNEnsemble(6, [0, 3, 6], n_inputs=2, n_outputs=1, seeds=[0, 1, 2], dtype=F64)
+    batch = {"inputs": torch.randn(3, 4, 7, 2, generator=g, dtype=F64), "targets": torch.randn(3, 4, 7, 1, dtype=F64),
+             "weight": torch.ones(3, 4, 7, 1, dtype=F64)}
+    L = torch.nn.Parameter(torch.randn(3, 3, 3, generator=g, dtype=F64))
+    x = torch.randn(3, 4, 9, 3, generator=g, dtype=F64)
+    runs = [(list(ens.parameters()), lambda: ensemble_task.task_objective("mse")(ens, batch)),
+            ([ens.A, ens.W, ens.h, L], lambda: fused_teacher_forcing_mse(ens, L, x, torch.ones(3, 4, 8, dtype=F64),
+                                                                         x[:, :, :-1], torch.full((3, 4, 8), 0.5,
+                                                                                                  dtype=F64)))]
+    for params, loss_of in runs:
+        loss = loss_of()
+        made = {id(p): grad for p, grad in loss.grad_fn.sum_grads}
+        assert all(id(p) in made for p in params)  # the module's own parameter objects
+        want = torch.autograd.grad(loss.sum(), params)
+        for p, w in zip(params, want):
+            assert torch.equal(made[id(p)], w)
+    with torch.no_grad():  # no gradients wanted: none made
+        assert not hasattr(ensemble_task.task_objective("mse")(ens, batch).grad_fn, "sum_grads")
+
+
 def test_the_unfused_objective_serves_other_backends_and_losses():
     from neuroalrnn.fit import ensemble_task
 

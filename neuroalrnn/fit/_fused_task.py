@@ -190,6 +190,8 @@ class _FusedTaskMSE(torch.autograd.Function):
         ctx.grads = tuple(np.zeros(shape, dtype) for shape in shapes)
         _run(_step, _step_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)), _np(W),
              n_lin, _np(B.transpose(1, 2)), _np(B), _np(b), Y, w, bool(grads), loss, *ctx.grads)
+        if grads:  # for train_ensemble, which then skips autograd's backward of loss.sum()
+            ctx.sum_grads = list(zip((A, W, h, C, B, b), map(torch.from_numpy, ctx.grads)))
         return torch.from_numpy(loss)
 
     @staticmethod

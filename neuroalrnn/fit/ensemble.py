@@ -237,10 +237,15 @@ def _update(params, loss, run, active, last_good, opt, max_norm):
     Models whose loss or gradients are not finite are frozen (``run.fail``); frozen models get zero
     gradients (no NaN reaches their moments) and no update. Returns the active mask (None: all).
     """
-    for p in params:
-        p.grad = None
-    loss.sum().backward()
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    made = getattr(loss.grad_fn, "sum_grads", None)  # a fused objective's gradients, made in its forward pass
+    if made is not None:  # the gradients of loss.sum(), as backward would give them: no autograd pass
+        by_param = {id(p): g for p, g in made}
+        grads = [by_param[id(p)] if id(p) in by_param else torch.zeros_like(p) for p in params]
+    else:
+        for p in params:
+            p.grad = None
+        loss.sum().backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     norms = model_norms(grads)
     finite = torch.isfinite(loss) & torch.isfinite(norms)
     if not bool(finite.all()):  # the one sync of a step
