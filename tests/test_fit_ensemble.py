@@ -309,6 +309,11 @@ def test_fused_steps_hand_train_ensemble_the_gradients_of_the_summed_loss():
             assert torch.equal(made[id(p)], w)
     with torch.no_grad():  # no gradients wanted: none made
         assert not hasattr(ensemble_task.task_objective("mse")(ens, batch).grad_fn, "sum_grads")
+    # a parameter that reaches the step through other operations: its gradient is autograd's to give
+    L_of = torch.nn.Parameter(L.detach().clone())
+    loss = fused_teacher_forcing_mse(ens, 2 * L_of, x, torch.ones(3, 4, 8, dtype=F64), x[:, :, :-1],
+                                     torch.full((3, 4, 8), 0.5, dtype=F64))
+    assert not hasattr(loss.grad_fn, "sum_grads")
 
 
 def test_the_unfused_objective_serves_other_backends_and_losses():

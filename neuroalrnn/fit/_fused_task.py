@@ -190,8 +190,9 @@ class _FusedTaskMSE(torch.autograd.Function):
         ctx.grads = tuple(np.zeros(shape, dtype) for shape in shapes)
         _run(_step, _step_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)), _np(W),
              n_lin, _np(B.transpose(1, 2)), _np(B), _np(b), Y, w, bool(grads), loss, *ctx.grads)
-        if grads:  # for train_ensemble, which then skips autograd's backward of loss.sum()
-            ctx.sum_grads = list(zip((A, W, h, C, B, b), map(torch.from_numpy, ctx.grads)))
+        params = (A, W, h, C, B, b)
+        if grads and all(p.is_leaf for p in params if p.requires_grad):  # for train_ensemble: it then skips
+            ctx.sum_grads = list(zip(params, map(torch.from_numpy, ctx.grads)))  # autograd's backward of loss.sum()
         return torch.from_numpy(loss)
 
     @staticmethod

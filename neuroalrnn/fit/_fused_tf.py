@@ -142,8 +142,9 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         ctx.has_inputs = inputs is not None
         _run(_step, _step_parallel, K, _np(x), _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
              _np(W.transpose(1, 2)), _np(W), n_lin, _np(L), bool(grads), loss, *ctx.grads)
-        if grads:  # for train_ensemble, which then skips autograd's backward of loss.sum()
-            pairs = zip((A, W, h, C, L), map(torch.from_numpy, ctx.grads))
+        params = (A, W, h, C, L)
+        if grads and all(p.is_leaf for p in params if p.requires_grad):  # for train_ensemble: it then skips
+            pairs = zip(params, map(torch.from_numpy, ctx.grads))          # autograd's backward of loss.sum()
             ctx.sum_grads = [(p, g) for p, g in pairs if p is not C or ctx.has_inputs]
         return torch.from_numpy(loss)
 
