@@ -235,14 +235,19 @@ def test_threads_run_tasks_side_by_side_in_task_order(tmp_path):
 
 def _stoppable(log, fail=None, interrupt=False):
     """A task that trains 'forever' (checking for cancellation each step) unless it is ``fail``."""
-    from neuroalrnn._threads import check_cancelled
+    from neuroalrnn._threads import SweepCancelled, check_cancelled
 
     def fit(task, shared):
         if task["key"] == fail:
             time.sleep(0.2)
             if interrupt:  # Ctrl-C reaches the main thread, which waits for results
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-                time.sleep(5)
+                for _ in range(25):  # again while the sweep runs: a KeyboardInterrupt raised while the
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # main thread runs a
+                    time.sleep(0.2)  # finalizer (garbage collection) is swallowed there, as Python does
+                    try:
+                        check_cancelled()
+                    except SweepCancelled:
+                        break
                 return {"score": 0.0}
             raise ZeroDivisionError("boom")
         try:
