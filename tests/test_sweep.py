@@ -241,9 +241,9 @@ def _stoppable(log, fail=None, interrupt=False):
         if task["key"] == fail:
             time.sleep(0.2)
             if interrupt:  # Ctrl-C reaches the main thread, which waits for results
-                for _ in range(25):  # again while the sweep runs: a KeyboardInterrupt raised while the
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # main thread runs a
-                    time.sleep(0.2)  # finalizer (garbage collection) is swallowed there, as Python does
+                for _ in range(25):  # again while the sweep runs: in one full-suite run a single SIGINT
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # was never acted on
+                    time.sleep(0.2)
                     try:
                         check_cancelled()
                     except SweepCancelled:
