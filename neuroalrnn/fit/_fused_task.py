@@ -119,13 +119,13 @@ def _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy):  # pragma: no 
 
 
 @njit(cache=True, nogil=True)
-def _backward_one(scale, A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db):  # pragma: no cover
-    """One model's gradients into the zeroed dA, dW (M, M), dh, dC (M, I), dB (O, M) and db; ``scale``
-    is dOut/dLoss, ``lam`` and ``PH`` (T, B, M) scratch space."""
+def _backward_one(A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db):  # pragma: no cover
+    """One model's gradients of its loss into the zeroed dA, dW (M, M), dh, dC (M, I), dB (O, M) and db;
+    ``lam`` and ``PH`` (T, B, M) are scratch space."""
     T, B, M = out.shape
     O = gy.shape[2]
     dt = out.dtype
-    g = gy.reshape(T * B, O) * scale
+    g = gy.reshape(T * B, O)
     states = out.reshape(T * B, M)
     np.dot(g.T, states, dB)
     for r in range(T * B):
@@ -146,7 +146,7 @@ def _model_step(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, out, gy, la
     after, while its states are still in cache; ``out``, ``gy``, ``lam``, ``PH`` are scratch space."""
     loss = _forward_one(S, CT, h, A, WT, n_lin, BoT, bo, Y, w, out, gy)
     if grads:
-        _backward_one(np.ones(1, dtype=out.dtype)[0], A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db)
+        _backward_one(A, W, n_lin, Bo, out, gy, S, lam, PH, dA, dW, dh, dC, dB, db)
     return loss
 
 
@@ -171,6 +171,15 @@ def _step_parallel(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, loss, dA
                               np.empty((T, B, M), dtype=dt), np.empty((T, B, O), dtype=dt),
                               np.empty((T, B, M), dtype=dt), np.empty((T, B, M), dtype=dt),
                               dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
+
+
+def scaled(grads: tuple, grad: torch.Tensor) -> tuple:
+    """The gradients made in a fused step's forward pass, times dOut/dLoss (K,) per model: as they are for
+    loss.sum() (ones), scaled for another weighting."""
+    scale = _np(grad)
+    if (scale == 1).all():
+        return grads
+    return tuple(g * scale.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in grads)
 
 
 class _FusedTaskMSE(torch.autograd.Function):
@@ -198,11 +207,7 @@ class _FusedTaskMSE(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        scale = _np(grad)
-        grads = ctx.grads
-        if not (scale == 1).all():  # loss.sum() gives ones; another weighting scales each model's gradients
-            grads = tuple(g * scale.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in grads)
-        return (None, None, None) + tuple(torch.from_numpy(g) for g in grads) + (None, None)
+        return (None, None, None) + tuple(torch.from_numpy(g) for g in scaled(ctx.grads, grad)) + (None, None)
 
 
 def fusable(ensemble, batch) -> bool:

@@ -28,7 +28,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.fit._fused_task import _drive, _drive_backward
+from neuroalrnn.fit._fused_task import _drive, _drive_backward, scaled
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, time_major
 
 
@@ -68,8 +68,8 @@ def _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy):  #
 
 
 @njit(cache=True, nogil=True)
-def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
-    """One model's gradients (``scale`` is dOut/dLoss) into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
+def _backward_one(x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL):  # pragma: no cover
+    """One model's gradients of its loss into dA, dW, dh, dC (M, I) and dL (M - N, N)."""
     T, B, M = out.shape
     N = x.shape[2]
     dt = out.dtype
@@ -77,7 +77,7 @@ def _backward_one(scale, x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, d
     for t in range(T):
         for b in range(B):
             for n in range(N):
-                gout[t, b, n] = gy[t, b, n] * scale
+                gout[t, b, n] = gy[t, b, n]
     lam = np.empty((T, B, M), dtype=dt)
     dz0 = np.empty((B, M), dtype=dt)
     _adjoint(gout, z0, out, A, W, n_lin, force, alpha, True, dz0, lam, dA, np.empty((T, B, M), dtype=dt), dW,
@@ -97,8 +97,7 @@ def _model_step(x, w, force, alpha, S, CT, h, A, WT, W, n_lin, L, grads, z0, out
     are still in cache; ``z0``, ``out``, ``gy`` are scratch space."""
     loss = _forward_one(x, w, force, alpha, S, CT, h, A, WT, n_lin, L, z0, out, gy)
     if grads:
-        _backward_one(np.ones(1, dtype=out.dtype)[0], x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC,
-                      dL)
+        _backward_one(x, force, alpha, S, A, W, n_lin, z0, out, gy, dA, dW, dh, dC, dL)
     return loss
 
 
@@ -151,11 +150,7 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        scale = _np(grad)
-        grads = ctx.grads
-        if not (scale == 1).all():  # loss.sum() gives ones; another weighting scales each model's gradients
-            grads = tuple(g * scale.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype) for g in grads)
-        dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in grads)
+        dA, dW, dh, dC, dL = (torch.from_numpy(g) for g in scaled(ctx.grads, grad))
         return (None,) * 5 + (dA, dW, dh, dC if ctx.has_inputs else None, dL, None, None)
 
 
