@@ -20,7 +20,8 @@ Reported per P, in the form AL-RNN studies use: the success rate (D_stsp <= 4.0 
 trajectory, 30 bins), median and quartiles of D_stsp and D_H (sigma = 20, against the first 10,000
 steps), the number of linear subregions the free run visits, and the wall time of the whole sweep.
 Goal: <= 20 minutes on 2 cores, success at P = 2 for at least 8 of 10 seeds (single-model seed 1:
-D_stsp 4.04, D_H 0.077 in 106 s; the authors' model: 3.52 / 0.143).
+D_stsp 4.04, D_H 0.077 in 106 s; the authors' model: 3.52 / 0.143). With these defaults, on the 2-core
+dev box: 15.0 min, and P = 0..5 solved 0, 0, 9, 9, 10 and 10 of 10 seeds (2026-11-29, ``benchmarks/RESULTS.md``).
 
 Selection on the median of 8 starts (the default) is what makes P comparable: with one start
 (``--val-starts 1``) P = 3 solved 2 of 10 seeds because most of its checkpoints fall to a fixed point
