@@ -173,6 +173,19 @@ def _step_parallel(S, CT, h, A, WT, W, n_lin, BoT, Bo, bo, Y, w, grads, loss, dA
                               dA[k], dW[k], dh[k], dC[k], dB[k], db[k])
 
 
+def wants_grads(params) -> bool:
+    """Whether a fused step makes gradients in its forward pass: grad mode is on and a parameter requires grad."""
+    return torch.is_grad_enabled() and any(p.requires_grad for p in params)
+
+
+def hand_over(ctx, pairs) -> None:
+    """Offer ``train_ensemble`` the (parameter, gradient array) pairs made in the forward pass as the
+    gradients of ``loss.sum()`` (it then skips autograd's backward): only when every parameter that
+    requires grad is a leaf; one reached through other operations needs autograd to chain its gradient."""
+    if all(p.is_leaf for p, _ in pairs if p.requires_grad):
+        ctx.sum_grads = [(p, torch.from_numpy(g)) for p, g in pairs]
+
+
 def scaled(grads: tuple, grad: torch.Tensor) -> tuple:
     """The gradients made in a fused step's forward pass, times dOut/dLoss (K,) per model: as they are for
     loss.sum() (ones), scaled for another weighting."""
@@ -199,9 +212,8 @@ class _FusedTaskMSE(torch.autograd.Function):
         ctx.grads = tuple(np.zeros(shape, dtype) for shape in shapes)
         _run(_step, _step_parallel, K, S, _np(C.transpose(1, 2)), _np(h), _np(A), _np(W.transpose(1, 2)), _np(W),
              n_lin, _np(B.transpose(1, 2)), _np(B), _np(b), Y, w, bool(grads), loss, *ctx.grads)
-        params = (A, W, h, C, B, b)
-        if grads and all(p.is_leaf for p in params if p.requires_grad):  # for train_ensemble: it then skips
-            ctx.sum_grads = list(zip(params, map(torch.from_numpy, ctx.grads)))  # autograd's backward of loss.sum()
+        if grads:
+            hand_over(ctx, list(zip((A, W, h, C, B, b), ctx.grads)))
         return torch.from_numpy(loss)
 
     @staticmethod
@@ -236,5 +248,5 @@ def fused_task_mse(ensemble, inputs, targets, weight) -> torch.Tensor:
     """
     weight = weight.to(ensemble.A.dtype)
     params = (ensemble.A, ensemble.W, ensemble.h, ensemble.C, ensemble.B, ensemble.b)
-    grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-    return _FusedTaskMSE.apply(inputs, targets.to(ensemble.A.dtype), weight, *params, tuple(ensemble.n_relu), grads)
+    return _FusedTaskMSE.apply(inputs, targets.to(ensemble.A.dtype), weight, *params, tuple(ensemble.n_relu),
+                              wants_grads(params))

@@ -28,7 +28,7 @@ import torch
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from neuroalrnn.fit._fused_task import _drive, _drive_backward, scaled
+from neuroalrnn.fit._fused_task import _drive, _drive_backward, hand_over, scaled, wants_grads
 from neuroalrnn.model._numba import _adjoint, _np, _run, _scan, time_major
 
 
@@ -141,10 +141,8 @@ class _FusedTeacherForcingMSE(torch.autograd.Function):
         ctx.has_inputs = inputs is not None
         _run(_step, _step_parallel, K, _np(x), _np(weight), f, a, S, _np(C.transpose(1, 2)), _np(h), _np(A),
              _np(W.transpose(1, 2)), _np(W), n_lin, _np(L), bool(grads), loss, *ctx.grads)
-        params = (A, W, h, C, L)
-        if grads and all(p.is_leaf for p in params if p.requires_grad):  # for train_ensemble: it then skips
-            pairs = zip(params, map(torch.from_numpy, ctx.grads))          # autograd's backward of loss.sum()
-            ctx.sum_grads = [(p, g) for p, g in pairs if p is not C or ctx.has_inputs]
+        if grads:  # C has no gradient without inputs
+            hand_over(ctx, [(p, g) for p, g in zip((A, W, h, C, L), ctx.grads) if p is not C or ctx.has_inputs])
         return torch.from_numpy(loss)
 
     @staticmethod
@@ -184,5 +182,5 @@ def fused_teacher_forcing_mse(model, L, x, weight, force, alpha, inputs=None) ->
     torch.Size([2])
     """
     params = (model.A, model.W, model.h, model.C, L)
-    grads = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, *params, tuple(model.n_relu), grads)
+    return _FusedTeacherForcingMSE.apply(x, weight, force, alpha, inputs, *params, tuple(model.n_relu),
+                                         wants_grads(params))
